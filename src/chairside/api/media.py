@@ -1,0 +1,179 @@
+"""Media items: list a patient's, read one, stream its bytes with Range, thumbnail, trash and restore."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import anyio
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from sqlalchemy import or_, select
+
+from chairside.api.context import Context, get_context
+from chairside.api.patients import READERS, WRITERS
+from chairside.api.patients import not_found as patient_not_found
+from chairside.api.principal import Principal, allow
+from chairside.api.ranges import BlobResponse
+from chairside.api.schemas import MediaList, MediaOut
+from chairside.db import visibility
+from chairside.db.models import Media, utcnow
+from chairside.errors import Problem
+from chairside.trash import purge_media
+
+router = APIRouter(prefix="/api/v1", tags=["media"])
+
+
+def not_found() -> Problem:
+    return Problem(404, "This photo or video was not found. It may have been deleted, or belong to a "
+                   "patient you cannot see.", code="media-not-found")
+
+
+def _cursor(item: Media) -> str:
+    raw = f"{item.captured_at.isoformat()}|{item.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        when, _, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(when), uuid.UUID(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Problem(400, "The page cursor is not valid; start again from the first page.",
+                      code="bad-cursor") from None
+
+
+@router.get("/patients/{patient_id}/media", response_model=MediaList,
+            summary="A patient's photos and videos, newest first")
+def list_patient_media(
+    patient_id: uuid.UUID,
+    principal: Annotated[Principal, allow(*READERS)],
+    ctx: Annotated[Context, Depends(get_context)],
+    kind: Literal["video", "image"] | None = None,
+    trash: Annotated[bool, Query(description="List the items in the trash instead")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    cursor: str | None = None,
+) -> MediaList:
+    with ctx.db.session() as s:
+        if visibility.patient(s, principal, patient_id) is None:
+            raise patient_not_found()
+        q = select(Media).where(Media.patient_id == patient_id, Media.contract_id == principal.contract_id)
+        q = q.where(Media.deleted_at.is_not(None) if trash else Media.deleted_at.is_(None))
+        if kind:
+            q = q.where(Media.kind == kind)
+        if cursor:
+            when, ident = _parse_cursor(cursor)
+            q = q.where(or_(Media.captured_at < when, (Media.captured_at == when) & (Media.id < ident)))
+        rows = s.scalars(q.order_by(Media.captured_at.desc(), Media.id.desc()).limit(limit + 1)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return MediaList(
+            items=[MediaOut.model_validate(m) for m in rows],
+            next_cursor=_cursor(rows[-1]) if more else None,
+        )
+
+
+def _item(ctx: Context, principal: Principal, media_id: uuid.UUID, *, include_deleted: bool = False) -> Media:
+    with ctx.db.session() as s:
+        item = visibility.media_item(s, principal, media_id, include_deleted=include_deleted)
+        if item is None:
+            raise not_found()
+        return item
+
+
+@router.get("/media/{media_id}", response_model=MediaOut, summary="One photo or video's details")
+def get_media(
+    media_id: uuid.UUID,
+    principal: Annotated[Principal, allow(*READERS)],
+    ctx: Annotated[Context, Depends(get_context)],
+) -> Media:
+    return _item(ctx, principal, media_id, include_deleted=True)
+
+
+_CONTENT_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": {"video/mp4": {}, "image/jpeg": {}}}, 206: {"description": "Partial content"},
+    304: {"description": "Not modified"}, 416: {"description": "Range not satisfiable"},
+}
+
+
+@router.get("/media/{media_id}/content", summary="The original bytes, with HTTP Range for seeking",
+            response_class=Response, responses=_CONTENT_RESPONSES, operation_id="get_media_content")
+@router.head("/media/{media_id}/content", summary="The original bytes' length and validators",
+             response_class=Response, responses=_CONTENT_RESPONSES, operation_id="head_media_content")
+async def get_content(
+    media_id: uuid.UUID,
+    request: Request,
+    principal: Annotated[Principal, allow(*READERS)],
+    ctx: Annotated[Context, Depends(get_context)],
+    range: Annotated[str | None, Header()] = None,
+    if_range: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    item = await anyio.to_thread.run_sync(_item, ctx, principal, media_id)
+    return BlobResponse(
+        ctx.blobs, item.sha256, item.size, item.mime,
+        range_header=range, if_range=if_range, if_none_match=if_none_match,
+        filename=item.filename, head=request.method == "HEAD", chunk_size=ctx.settings.serve_chunk_bytes,
+    )
+
+
+@router.get("/media/{media_id}/thumbnail", summary="A small JPEG preview", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}}})
+async def get_thumbnail(
+    media_id: uuid.UUID,
+    principal: Annotated[Principal, allow(*READERS)],
+    ctx: Annotated[Context, Depends(get_context)],
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    item = await anyio.to_thread.run_sync(_item, ctx, principal, media_id)
+    if item.thumb_sha256 is None:
+        raise Problem(404, "This item has no preview yet.", code="no-thumbnail")
+    info = await anyio.to_thread.run_sync(ctx.blobs.stat, item.thumb_sha256)
+    if info is None:
+        raise Problem(404, "This item's preview is missing; it will be made again.", code="no-thumbnail")
+    return BlobResponse(ctx.blobs, item.thumb_sha256, info.size, "image/jpeg", if_none_match=if_none_match)
+
+
+@router.delete("/media/{media_id}", response_model=MediaOut, summary="Move an item to the trash (restorable)")
+def trash_media(
+    media_id: uuid.UUID,
+    principal: Annotated[Principal, allow(*WRITERS)],
+    ctx: Annotated[Context, Depends(get_context)],
+) -> Media:
+    with ctx.db.session() as s:
+        item = visibility.media_item(s, principal, media_id, include_deleted=True)
+        if item is None:
+            raise not_found()
+        if item.deleted_at is None:
+            item.deleted_at = utcnow()
+        return item
+
+
+@router.post("/media/{media_id}/restore", response_model=MediaOut, summary="Take an item out of the trash")
+def restore_media(
+    media_id: uuid.UUID,
+    principal: Annotated[Principal, allow(*WRITERS)],
+    ctx: Annotated[Context, Depends(get_context)],
+) -> Media:
+    with ctx.db.session() as s:
+        item = visibility.media_item(s, principal, media_id, include_deleted=True)
+        if item is None:
+            raise not_found()
+        item.deleted_at = None
+        return item
+
+
+@router.post("/media/{media_id}/purge", status_code=204, summary="Delete an item in the trash for good")
+def purge(
+    media_id: uuid.UUID,
+    principal: Annotated[Principal, allow("admin", "operator")],
+    ctx: Annotated[Context, Depends(get_context)],
+) -> Response:
+    item = _item(ctx, principal, media_id, include_deleted=True)
+    if item.deleted_at is None:
+        raise Problem(409, "Only items in the trash can be deleted for good. Move it to the trash first.",
+                      code="not-in-trash")
+    purge_media(ctx.db, ctx.blobs, item.id)
+    return Response(status_code=204)

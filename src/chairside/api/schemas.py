@@ -1,0 +1,88 @@
+"""Request and response bodies of the public API (they make up the OpenAPI document)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class PatientIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    clinic_id: uuid.UUID
+    chart_no: str = Field(min_length=1, max_length=40, examples=["00123"])
+    name: str = Field(min_length=1, max_length=200, examples=["山田 太郎"])
+    name_kana: str = Field(min_length=1, max_length=200, examples=["ヤマダ タロウ"])
+    birth_date: date | None = Field(default=None, examples=["1980-04-01"])
+    sex: Literal["male", "female", "other", "unknown"] = "unknown"
+
+    @field_validator("chart_no", "name", "name_kana")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        v = v.strip()
+        if not v or "\x00" in v:
+            raise ValueError("must not be empty")
+        return v
+
+
+class PatientPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    chart_no: str | None = Field(default=None, min_length=1, max_length=40)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name_kana: str | None = Field(default=None, min_length=1, max_length=200)
+    birth_date: date | None = None
+    sex: Literal["male", "female", "other", "unknown"] | None = None
+
+
+class PatientOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    clinic_id: uuid.UUID
+    chart_no: str
+    name: str
+    name_kana: str
+    birth_date: date | None
+    sex: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class PatientList(BaseModel):
+    items: list[PatientOut]
+
+
+class MediaOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    clinic_id: uuid.UUID
+    kind: Literal["video", "image"]
+    mime: str
+    filename: str
+    sha256: str
+    size: int
+    captured_at: datetime
+    duration_s: float | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    codec: str | None
+    bitrate: int | None
+    orientation: int | None
+    source: str
+    station_id: uuid.UUID | None
+    created_at: datetime
+    deleted_at: datetime | None = Field(description="Set while the item is in the trash.")
+
+
+class MediaList(BaseModel):
+    items: list[MediaOut]
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    role: str
+    version: str

@@ -1,0 +1,429 @@
+"""tus 1.0 uploads at /api/v1/uploads/: creation, creation-with-upload, termination, expiration, checksum.
+
+The body of every PATCH streams to the partial file in batches, hashed on the way;
+memory stays flat whatever the file's size. When the last byte is in, the file is
+ingested (sniffed, probed, thumbnailed, stored by hash) before the final PATCH is
+answered, so an acknowledged upload is a stored media item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import anyio
+from fastapi import APIRouter, Depends, Header, Request, Response
+from sqlalchemy import delete, select, update
+from starlette.requests import ClientDisconnect
+
+from chairside.api.context import Context, get_context
+from chairside.api.principal import Principal, allow
+from chairside.db import visibility
+from chairside.db.models import Media, Upload, utcnow
+from chairside.errors import Problem
+from chairside.ingest import IngestRequest, ingest
+from chairside.tus import protocol as tus
+from chairside.tus.store import PartStore, write_all
+
+router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
+
+BATCH = 4 << 20  # bytes gathered before each write+hash in a worker thread
+CLINIC_TZ = ZoneInfo("Asia/Tokyo")
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+WRITERS = ("station", "admin", "viewer", "relay")
+
+
+def parts(ctx: Context) -> PartStore:
+    store = ctx.extras.get("parts")
+    if store is None:
+        store = ctx.extras["parts"] = PartStore(ctx.settings.uploads_dir)
+    assert isinstance(store, PartStore)
+    return store
+
+
+def _headers(upload: Upload | None = None, **extra: str) -> dict[str, str]:
+    headers = tus.base_headers()
+    if upload is not None:
+        headers["Upload-Offset"] = str(upload.offset)
+        headers["Upload-Expires"] = tus.http_date(upload.expires_at)
+    headers.update(extra)
+    return headers
+
+
+def _bad(detail: str, code: str = "bad-upload", status: int = 400) -> Problem:
+    return Problem(status, detail, code=code, headers=tus.base_headers())
+
+
+def clean_filename(name: str) -> str:
+    if _UNSAFE_NAME.search(name) or name in (".", "..") or len(name) > 255:
+        raise _bad(
+            "The file name contains characters that are not allowed (a path, '/' or '\\', or "
+            "control characters). Send only the file's own name, such as 'IMG_0001.JPG'.",
+            code="bad-filename",
+        )
+    return name.strip() or "upload"
+
+
+def parse_captured_at(value: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise _bad(f"captured_at '{value[:40]}' is not an ISO 8601 date and time, "
+                   "such as 2026-11-24T10:30:00+09:00.", code="bad-captured-at") from None
+    return when if when.tzinfo else when.replace(tzinfo=CLINIC_TZ)
+
+
+def _uuid(meta: dict[str, str], key: str) -> uuid.UUID:
+    value = meta.get(key)
+    if not value:
+        raise _bad(f"The upload's metadata must name '{key}'.", code="missing-metadata")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise _bad(f"'{key}' in the upload's metadata is not a valid id.", code="bad-metadata") from None
+
+
+def _load(ctx: Context, principal: Principal, upload_id: str) -> Upload:
+    """The caller's upload; 404 for one that does not exist or is another contract's; 410 when expired."""
+    with ctx.db.session() as s:
+        upload = s.get(Upload, upload_id) if upload_id.isalnum() else None
+        if upload is None or upload.contract_id != principal.contract_id:
+            raise Problem(404, "This upload does not exist (or was cancelled). Start the upload again.",
+                          code="upload-not-found", headers=tus.base_headers())
+        if upload.completed_at is None and upload.expires_at <= utcnow():
+            s.delete(upload)
+            expired = True
+        else:
+            expired = False
+    if expired:
+        parts(ctx).remove(upload_id)
+        raise Problem(410, "This upload expired because it was left unfinished too long. Start it again.",
+                      code="upload-expired", headers=tus.base_headers())
+    return upload
+
+
+@router.options("/", dependencies=[allow()], include_in_schema=False)
+@router.options("/{upload_id}", dependencies=[allow()], include_in_schema=False)
+def options() -> Response:
+    return Response(status_code=204, headers=_headers(**{
+        "Tus-Version": tus.VERSION,
+        "Tus-Extension": tus.EXTENSIONS,
+        "Tus-Checksum-Algorithm": ",".join(tus.CHECKSUM_ALGORITHMS),
+    }))
+
+
+@router.post(
+    "/",
+    status_code=201,
+    summary="Create an upload (tus creation, optionally with its first bytes)",
+    responses={201: {"description": "Created; Location names the upload"}},
+)
+async def create(
+    request: Request,
+    principal: Annotated[Principal, allow(*WRITERS)],
+    ctx: Annotated[Context, Depends(get_context)],
+    tus_resumable: Annotated[str | None, Header()] = None,
+    upload_length: Annotated[str | None, Header()] = None,
+    upload_metadata: Annotated[str | None, Header()] = None,
+    upload_checksum: Annotated[str | None, Header()] = None,
+) -> Response:
+    tus.require_version(tus_resumable)
+    if request.headers.get("upload-defer-length"):
+        raise _bad("Send the file's size in Upload-Length; deferred lengths are not supported.")
+    length = tus.parse_offset(upload_length, "Upload-Length")
+    if length == 0:
+        raise _bad("The file is empty (0 bytes). Check that the recording finished, then upload it again.",
+                   code="empty-file")
+    if length > ctx.settings.max_upload_bytes:
+        gib = ctx.settings.max_upload_bytes / (1 << 30)
+        raise Problem(413, f"The file is larger than the {gib:g} GiB this server accepts in one upload.",
+                      code="too-large", headers=tus.base_headers())
+    meta = tus.parse_metadata(upload_metadata)
+    patient_id = _uuid(meta, "patient_id")
+    media_id = _uuid(meta, "media_id")
+    filename = clean_filename(meta.get("filename", "") or meta.get("name", ""))
+    captured_at = parse_captured_at(meta["captured_at"]) if meta.get("captured_at") else None
+    expected = meta.get("sha256", "").lower() or None
+    if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise _bad("'sha256' in the upload's metadata must be 64 hexadecimal digits.", code="bad-metadata")
+    upload_id = secrets.token_hex(16)
+
+    def create_row() -> Upload:
+        with ctx.db.session() as s:
+            if visibility.patient(s, principal, patient_id) is None:
+                raise Problem(422, "The patient this file is for was not found. Check the patient, "
+                              "or refresh the patient list and try again.", code="unknown-patient",
+                              headers=tus.base_headers())
+            same_id = s.get(Media, media_id)
+            if same_id is not None and (same_id.contract_id != principal.contract_id or same_id.size != length):
+                raise Problem(409, f"The media id {media_id} is already used for a different file. The "
+                              "capture software must make a new id for each new recording or photo.",
+                              code="media-id-conflict", headers=tus.base_headers())
+            upload = Upload(
+                id=upload_id, contract_id=principal.contract_id, patient_id=patient_id,
+                media_id=media_id, station_id=principal.station_id, filename=filename,
+                captured_at=captured_at, length=length, offset=0,
+                upload_metadata=(upload_metadata or "")[:4000], expected_sha256=expected,
+                expires_at=utcnow() + timedelta(seconds=ctx.settings.upload_expiry_s),
+            )
+            parts(ctx).create(upload_id)
+            s.add(upload)
+            return upload
+
+    upload = await anyio.to_thread.run_sync(create_row)
+    location = f"/api/v1/uploads/{upload_id}"
+    has_body = request.headers.get("content-type", "").startswith(tus.OFFSET_CONTENT_TYPE) and (
+        request.headers.get("content-length", "0") != "0" or "chunked" in request.headers.get("transfer-encoding", "")
+    )
+    if has_body:
+        upload = await _patch(ctx, principal, upload, request, tus.parse_checksum(upload_checksum))
+    return Response(status_code=201, headers=_headers(upload, Location=location))
+
+
+@router.head("/{upload_id}", summary="The upload's offset (where to resume)")
+async def head(
+    upload_id: str,
+    principal: Annotated[Principal, allow(*WRITERS)],
+    ctx: Annotated[Context, Depends(get_context)],
+    tus_resumable: Annotated[str | None, Header()] = None,
+) -> Response:
+    tus.require_version(tus_resumable)
+    upload = await anyio.to_thread.run_sync(_load, ctx, principal, upload_id)
+    if upload.offset == upload.length and upload.completed_at is None:
+        # The last bytes were in but the server stopped before storing the file: finish now.
+        async with parts(ctx).locked(upload_id, ctx.settings.upload_lock_wait_s):
+            upload = await anyio.to_thread.run_sync(_load, ctx, principal, upload_id)
+            if upload.completed_at is None:
+                upload = await _complete(ctx, principal, upload)
+    headers = _headers(upload, **{"Upload-Length": str(upload.length), "Cache-Control": "no-store"})
+    if upload.upload_metadata:
+        headers["Upload-Metadata"] = upload.upload_metadata
+    return Response(status_code=200, headers=headers)
+
+
+@router.patch("/{upload_id}", status_code=204, summary="Append bytes at Upload-Offset")
+async def patch(
+    upload_id: str,
+    request: Request,
+    principal: Annotated[Principal, allow(*WRITERS)],
+    ctx: Annotated[Context, Depends(get_context)],
+    tus_resumable: Annotated[str | None, Header()] = None,
+    upload_offset: Annotated[str | None, Header()] = None,
+    upload_checksum: Annotated[str | None, Header()] = None,
+) -> Response:
+    tus.require_version(tus_resumable)
+    if not request.headers.get("content-type", "").startswith(tus.OFFSET_CONTENT_TYPE):
+        raise _bad(f"A PATCH must have 'Content-Type: {tus.OFFSET_CONTENT_TYPE}'.",
+                   code="bad-content-type", status=415)
+    offset = tus.parse_offset(upload_offset, "Upload-Offset")
+    checksum = tus.parse_checksum(upload_checksum)
+    upload = await anyio.to_thread.run_sync(_load, ctx, principal, upload_id)
+    upload = await _patch(ctx, principal, upload, request, checksum, offset=offset)
+    return Response(status_code=204, headers=_headers(upload))
+
+
+@router.delete("/{upload_id}", status_code=204, summary="Cancel an upload and remove its bytes (tus termination)")
+async def terminate(
+    upload_id: str,
+    principal: Annotated[Principal, allow(*WRITERS)],
+    ctx: Annotated[Context, Depends(get_context)],
+    tus_resumable: Annotated[str | None, Header()] = None,
+) -> Response:
+    tus.require_version(tus_resumable)
+    await anyio.to_thread.run_sync(_load, ctx, principal, upload_id)
+    async with parts(ctx).locked(upload_id, ctx.settings.upload_lock_wait_s):
+        await anyio.to_thread.run_sync(_drop, ctx, upload_id)
+    return Response(status_code=204, headers=_headers())
+
+
+def _drop(ctx: Context, upload_id: str) -> None:
+    with ctx.db.session() as s:
+        s.execute(delete(Upload).where(Upload.id == upload_id))
+    parts(ctx).remove(upload_id)
+
+
+async def _patch(
+    ctx: Context,
+    principal: Principal,
+    upload: Upload,
+    request: Request,
+    checksum: tus.Checksum | None,
+    offset: int = 0,
+) -> Upload:
+    store = parts(ctx)
+    async with store.locked(upload.id, ctx.settings.upload_lock_wait_s) as fd:
+        # Re-read under the lock: another PATCH may have moved the offset while we waited.
+        upload = await anyio.to_thread.run_sync(_load, ctx, principal, upload.id)
+        if upload.completed_at is not None or offset != upload.offset:
+            if upload.completed_at is not None and offset == upload.length:
+                return upload
+            raise Problem(409, f"The upload is at byte {upload.offset}, not {offset}. Resume from the "
+                          "server's offset (ask with HEAD).", code="offset-mismatch",
+                          headers=_headers(upload))
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > upload.length - offset:
+            raise _bad("The request sends more bytes than the upload's declared length.", code="too-long")
+        if upload.offset < upload.length:
+            new_offset = await _receive(ctx, fd, upload, request, checksum)
+            upload = await anyio.to_thread.run_sync(_commit_offset, ctx, upload, new_offset)
+        if upload.offset == upload.length:
+            upload = await _complete(ctx, principal, upload)
+    return upload
+
+
+async def _receive(
+    ctx: Context, fd: int, upload: Upload, request: Request, checksum: tus.Checksum | None
+) -> int:
+    """Stream the request body to the partial file at the upload's offset; answer the new offset."""
+    store = parts(ctx)
+    start = upload.offset
+    await anyio.to_thread.run_sync(os.ftruncate, fd, start)  # drop bytes past the authoritative offset
+    hasher = await anyio.to_thread.run_sync(store.hasher_at, upload.id, start)
+    before = hasher.copy()
+    chunk_hasher = checksum.new() if checksum else None
+    hashers = (hasher, chunk_hasher) if chunk_hasher else (hasher,)
+    pos = start
+    buf = bytearray()
+    limit = upload.length
+    disconnected = False
+
+    async def flush() -> None:
+        nonlocal pos, buf
+        if buf:
+            data, buf = buf, bytearray()
+            pos += await anyio.to_thread.run_sync(write_all, fd, data, pos, *hashers)
+
+    try:
+        try:
+            async for chunk in request.stream():
+                if pos + len(buf) + len(chunk) > limit:
+                    raise _bad("The request sends more bytes than the upload's declared length.",
+                               code="too-long")
+                buf += chunk
+                if len(buf) >= BATCH:
+                    await flush()
+        except ClientDisconnect:
+            disconnected = True
+        await flush()
+        if chunk_hasher is not None and checksum is not None:
+            if disconnected or chunk_hasher.digest() != checksum.digest:
+                raise Problem(460, "The data arrived damaged (its checksum does not match). Nothing "
+                              "was kept from this request; send it again.", code="checksum-mismatch",
+                              headers=_headers(upload))
+        await anyio.to_thread.run_sync(os.fdatasync, fd)
+    except BaseException:
+        # Keep the file and the running hash exactly at the last offset we answered for.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+        store.remember(upload.id, start, before)
+        raise
+    store.remember(upload.id, pos, hasher)
+    return pos
+
+
+def _commit_offset(ctx: Context, upload: Upload, new_offset: int) -> Upload:
+    with ctx.db.session() as s:
+        result = s.execute(
+            update(Upload)
+            .where(Upload.id == upload.id, Upload.offset == upload.offset)
+            .values(offset=new_offset, expires_at=utcnow() + timedelta(seconds=ctx.settings.upload_expiry_s))
+        )
+        if result.rowcount != 1:  # cannot happen under the lock; refuse rather than guess
+            raise Problem(409, "The upload changed while this request ran. Resume from the server's offset.",
+                          code="offset-mismatch", headers=tus.base_headers())
+        fresh = s.get(Upload, upload.id)
+        assert fresh is not None
+        return fresh
+
+
+async def _complete(ctx: Context, principal: Principal, upload: Upload) -> Upload:
+    """All bytes are in: check the whole-file hash, ingest, and mark the upload done."""
+    store = parts(ctx)
+    hasher = await anyio.to_thread.run_sync(store.hasher_at, upload.id, upload.length)
+    digest = hasher.hexdigest()
+    if upload.expected_sha256 and digest != upload.expected_sha256:
+        await anyio.to_thread.run_sync(_drop, ctx, upload.id)
+        raise Problem(460, "The file that arrived is not the file that was sent (its SHA-256 differs). "
+                      "Upload it again.", code="checksum-mismatch", headers=tus.base_headers())
+
+    def run() -> Upload:
+        with ctx.db.session() as s:
+            patient = visibility.patient(s, principal, upload.patient_id)
+            if patient is None:
+                raise Problem(422, "The patient this file is for no longer exists.", code="unknown-patient")
+            clinic_id = patient.clinic_id
+        station_clinic = _station_clinic(ctx, upload)
+        # Ingest a hard link, so the partial file stays until the upload is marked done: a crash
+        # anywhere in between is finished by the next HEAD or PATCH from the bytes still here.
+        link = store.path(upload.id).with_suffix(".ingest")
+        link.unlink(missing_ok=True)
+        os.link(store.path(upload.id), link)
+        req = IngestRequest(
+            path=link, sha256=digest, size=upload.length, media_id=upload.media_id,
+            contract_id=upload.contract_id, clinic_id=station_clinic or clinic_id,
+            patient_id=upload.patient_id, filename=upload.filename, captured_at=upload.captured_at,
+            source="station" if principal.role in ("station", "relay") else "viewer",
+            station_id=upload.station_id,
+        )
+        try:
+            ingest(ctx.db, ctx.blobs, req, thumbnail_max_side=ctx.settings.thumbnail_max_side)
+        finally:
+            link.unlink(missing_ok=True)
+        with ctx.db.session() as s:
+            s.execute(update(Upload).where(Upload.id == upload.id).values(completed_at=utcnow()))
+            done = s.get(Upload, upload.id)
+            assert done is not None
+        store.remove(upload.id)
+        return done
+
+    try:
+        return await anyio.to_thread.run_sync(run)
+    except Problem as problem:
+        # The bytes can never become a media item (wrong type, damaged, id reused): remove them.
+        await anyio.to_thread.run_sync(_drop, ctx, upload.id)
+        problem.headers.update(tus.base_headers())
+        raise
+
+
+def _station_clinic(ctx: Context, upload: Upload) -> uuid.UUID | None:
+    """Where the item was taken: the uploading station's clinic."""
+    if upload.station_id is None:
+        return None
+    from chairside.db.models import Station
+
+    with ctx.db.session() as s:
+        return s.scalar(select(Station.clinic_id).where(Station.id == upload.station_id))
+
+
+def sweep_expired(ctx: Context, now: datetime | None = None) -> int:
+    """Remove uploads whose time ran out (unfinished) or that finished long ago; answer how many."""
+    now = now or utcnow()
+    with ctx.db.session() as s:
+        ids = list(s.scalars(select(Upload.id).where(Upload.expires_at <= now).limit(10_000)))
+        if ids:
+            s.execute(delete(Upload).where(Upload.id.in_(ids)))
+    for upload_id in ids:
+        parts(ctx).remove(upload_id)
+    # Part files with no row (a crash between creating the file and committing the row).
+    with ctx.db.session() as s:
+        known = set(s.scalars(select(Upload.id)))
+    stale = 0
+    for path in ctx.settings.uploads_dir.glob("*.part"):
+        if path.stem not in known and now.timestamp() - path.stat().st_mtime > ctx.settings.upload_expiry_s:
+            path.unlink(missing_ok=True)
+            stale += 1
+    return len(ids) + stale
+
+
+async def sweeper(ctx: Context) -> None:
+    while True:
+        await asyncio.sleep(ctx.settings.upload_sweep_interval_s)
+        with contextlib.suppress(Exception):
+            await anyio.to_thread.run_sync(sweep_expired, ctx)

@@ -1,0 +1,52 @@
+"""The application factory: wires settings, database, blob store and routers. Routes live in api/."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from chairside import __version__, errors
+from chairside.api import health, media, patients, uploads
+from chairside.api.context import Context
+from chairside.blobs import open_blob_store
+from chairside.db import migrate
+from chairside.db.engine import Database
+from chairside.settings import Settings
+from chairside.tus.store import PartStore
+
+
+def build_context(settings: Settings, role: str = "cloud", *, upgrade: bool = True) -> Context:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    if upgrade:
+        migrate.upgrade(db.engine)
+    ctx = Context(settings=settings, db=db, blobs=open_blob_store(settings.blob_url), role=role)
+    ctx.extras["parts"] = PartStore(settings.uploads_dir)
+    return ctx
+
+
+def create_app(ctx: Context) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(uploads.sweeper(ctx))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    app = FastAPI(
+        title="Chairside API",
+        version=__version__,
+        summary="Patients, photos and videos of a dental clinic, shared between chairs and branches.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    errors.install(app)
+    for module in (health, patients, media, uploads):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,136 @@
+"""`chairside admin`: the operator's commands, run on the server against its database."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+
+from chairside.api.context import Context
+from chairside.api.principal import new_token, token_hash
+from chairside.api.uploads import sweep_expired
+from chairside.app import build_context
+from chairside.cli.common import DatabaseUrl, DataDir, emit, load_settings
+from chairside.db.models import Clinic, Contract, Station
+from chairside.trash import purge_older_than
+
+app = typer.Typer(no_args_is_help=True, help="Operator commands: contracts, clinics, stations, housekeeping.")
+contract_app = typer.Typer(no_args_is_help=True, help="Contracts (one clinic, or a corporation's branches).")
+clinic_app = typer.Typer(no_args_is_help=True, help="Clinics (sites) of a contract.")
+station_app = typer.Typer(no_args_is_help=True, help="Capture stations at the chairs.")
+uploads_app = typer.Typer(no_args_is_help=True, help="Unfinished uploads.")
+trash_app = typer.Typer(no_args_is_help=True, help="The trash of deleted media.")
+app.add_typer(contract_app, name="contract")
+app.add_typer(clinic_app, name="clinic")
+app.add_typer(station_app, name="station")
+app.add_typer(uploads_app, name="uploads")
+app.add_typer(trash_app, name="trash")
+
+
+class State:
+    ctx: Context | None = None
+
+
+def _ctx() -> Context:
+    assert State.ctx is not None
+    return State.ctx
+
+
+@app.callback()
+def admin(data: DataDir = Path("./chairside-data"), database_url: DatabaseUrl = None) -> None:
+    State.ctx = build_context(load_settings(data, database_url))
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        _fail(f"{what} '{value}' is not a valid id")
+        raise
+
+
+@contract_app.command("create")
+def contract_create(
+    name: Annotated[str, typer.Option(help="The clinic's or corporation's name.")],
+    plan_hours: Annotated[int, typer.Option(help="Video hours in the plan: 100 to 4000, in steps of 100.")] = 100,
+) -> None:
+    """Create a contract; prints its id."""
+    if not (100 <= plan_hours <= 4000 and plan_hours % 100 == 0):
+        _fail("plans run from 100 to 4000 hours in steps of 100")
+    with _ctx().db.session() as s:
+        contract = Contract(name=name, plan_hours=plan_hours)
+        s.add(contract)
+        s.flush()
+        emit({"id": str(contract.id), "name": contract.name, "plan_hours": contract.plan_hours})
+
+
+@clinic_app.command("create")
+def clinic_create(
+    contract: Annotated[str, typer.Option(help="Contract id.")],
+    name: Annotated[str, typer.Option(help="The clinic's name.")],
+) -> None:
+    """Add a clinic (site) to a contract; prints its id."""
+    contract_id = _uuid(contract, "contract")
+    with _ctx().db.session() as s:
+        if s.get(Contract, contract_id) is None:
+            _fail(f"no contract {contract_id}")
+        clinic = Clinic(contract_id=contract_id, name=name)
+        s.add(clinic)
+        s.flush()
+        emit({"id": str(clinic.id), "contract_id": str(contract_id), "name": name})
+
+
+def create_station(ctx: Context, clinic_id: uuid.UUID, name: str) -> tuple[Station, str]:
+    token = new_token("cs_st")
+    with ctx.db.session() as s:
+        clinic = s.get(Clinic, clinic_id)
+        if clinic is None:
+            raise LookupError(f"no clinic {clinic_id}")
+        station = Station(contract_id=clinic.contract_id, clinic_id=clinic.id, name=name, token_hash=token_hash(token))
+        s.add(station)
+    return station, token
+
+
+@station_app.command("create")
+def station_create(
+    clinic: Annotated[str, typer.Option(help="Clinic id.")],
+    name: Annotated[str, typer.Option(help="A name staff recognise, e.g. 'Chair 3'.")],
+) -> None:
+    """Register a capture station; prints its id and its token (shown once, stored hashed)."""
+    try:
+        station, token = create_station(_ctx(), _uuid(clinic, "clinic"), name)
+    except LookupError as e:
+        _fail(str(e))
+        return
+    emit({"id": str(station.id), "clinic_id": str(station.clinic_id), "name": name, "token": token})
+
+
+@station_app.command("list")
+def station_list(clinic: Annotated[str, typer.Option(help="Clinic id.")]) -> None:
+    """List a clinic's stations."""
+    with _ctx().db.session() as s:
+        rows = s.scalars(select(Station).where(Station.clinic_id == _uuid(clinic, "clinic"))).all()
+        emit({"items": [{"id": str(r.id), "name": r.name, "revoked_at": r.revoked_at} for r in rows]})
+
+
+@uploads_app.command("sweep")
+def uploads_sweep() -> None:
+    """Remove expired unfinished uploads and their bytes now (the server also does this on its own)."""
+    emit({"removed": sweep_expired(_ctx())})
+
+
+@trash_app.command("purge")
+def trash_purge(
+    older_than_days: Annotated[int, typer.Option(help="Purge items in the trash for longer than this.")] = 30,
+) -> None:
+    """Delete for good the items that have been in the trash longer than the given days."""
+    ctx = _ctx()
+    emit({"purged": purge_older_than(ctx.db, ctx.blobs, older_than_days)})

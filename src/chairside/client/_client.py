@@ -1,0 +1,306 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from chairside.client._errors import ChairsideError, UploadFailed
+from chairside.client._ids import uuid7
+
+Progress = Callable[[int, int], None]
+T = TypeVar("T")
+TUS = {"Tus-Resumable": "1.0.0"}
+_RETRY_STATUS = {423, 460, 500, 502, 503, 504}
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    problem: dict[str, Any] = {}
+    detail = response.reason_phrase or "request failed"
+    if response.headers.get("content-type", "").startswith(("application/problem+json", "application/json")):
+        try:
+            problem = response.json()
+            detail = str(problem.get("detail") or detail)
+        except ValueError:
+            pass
+    raise ChairsideError(response.status_code, detail, problem)
+
+
+def _meta(values: dict[str, str]) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items() if v)
+
+
+class Client:
+    """Chairside API client for capture software: patients, resumable uploads, media.
+
+    >>> with Client("http://relay.local:8000", token) as cs:
+    ...     patient = cs.create_patient(clinic_id, "00123", "山田 太郎", "ヤマダ タロウ")
+    ...     item = cs.upload("rec.mp4", patient["id"], progress=print)
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _json(self, method: str, url: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, url, **kwargs)
+        _raise_for(response)
+        return response.json()
+
+    # -- patients ---------------------------------------------------------------------------
+    def create_patient(
+        self,
+        clinic_id: str | uuid.UUID,
+        chart_no: str,
+        name: str,
+        name_kana: str,
+        *,
+        birth_date: str | None = None,
+        sex: str = "unknown",
+    ) -> dict[str, Any]:
+        body = {"clinic_id": str(clinic_id), "chart_no": chart_no, "name": name, "name_kana": name_kana,
+                "birth_date": birth_date, "sex": sex}
+        result: dict[str, Any] = self._json("POST", "/api/v1/patients", json=body)
+        return result
+
+    def search_patients(self, q: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if q:
+            params["q"] = q
+        items: list[dict[str, Any]] = self._json("GET", "/api/v1/patients", params=params)["items"]
+        return items
+
+    def get_patient(self, patient_id: str | uuid.UUID) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/api/v1/patients/{patient_id}")
+        return result
+
+    # -- media ------------------------------------------------------------------------------
+    def list_media(self, patient_id: str | uuid.UUID, *, kind: str | None = None) -> list[dict[str, Any]]:
+        """Every (non-deleted) item of the patient, newest first, following the pages."""
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 1000}
+            if kind:
+                params["kind"] = kind
+            if cursor:
+                params["cursor"] = cursor
+            page = self._json("GET", f"/api/v1/patients/{patient_id}/media", params=params)
+            items.extend(page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
+
+    def get_media(self, media_id: str | uuid.UUID) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/api/v1/media/{media_id}")
+        return result
+
+    def iter_content(
+        self, media_id: str | uuid.UUID, start: int = 0, end: int | None = None, *, chunk_size: int = 1 << 20
+    ) -> Iterator[bytes]:
+        """The item's bytes from `start` to `end` (inclusive), streamed."""
+        headers = {"Range": f"bytes={start}-{'' if end is None else end}"} if start or end is not None else {}
+        with self._http.stream("GET", f"/api/v1/media/{media_id}/content", headers=headers) as response:
+            if not response.is_success:
+                response.read()
+                _raise_for(response)
+            yield from response.iter_bytes(chunk_size)
+
+    def download(self, media_id: str | uuid.UUID, dest: str | Path) -> Path:
+        """Save the original file, checking its SHA-256 against the server's."""
+        dest = Path(dest)
+        expected = self.get_media(media_id)["sha256"]
+        h = hashlib.sha256()
+        tmp = dest.with_name(dest.name + ".part")
+        with tmp.open("wb") as f:
+            for chunk in self.iter_content(media_id):
+                h.update(chunk)
+                f.write(chunk)
+        if h.hexdigest() != expected:
+            tmp.unlink(missing_ok=True)
+            raise ChairsideError(0, "the downloaded file does not match its SHA-256; download it again")
+        tmp.replace(dest)
+        return dest
+
+    def thumbnail(self, media_id: str | uuid.UUID) -> bytes:
+        response = self._http.get(f"/api/v1/media/{media_id}/thumbnail")
+        _raise_for(response)
+        return response.content
+
+    def trash(self, media_id: str | uuid.UUID) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("DELETE", f"/api/v1/media/{media_id}")
+        return result
+
+    def restore(self, media_id: str | uuid.UUID) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("POST", f"/api/v1/media/{media_id}/restore")
+        return result
+
+    # -- uploads ----------------------------------------------------------------------------
+    def upload(
+        self,
+        path: str | Path,
+        patient_id: str | uuid.UUID,
+        *,
+        media_id: str | uuid.UUID | None = None,
+        captured_at: datetime | None = None,
+        filename: str | None = None,
+        progress: Progress | None = None,
+        chunk_size: int = 16 << 20,
+        checksum: bool = True,
+        max_retries: int = 20,
+        retry_delay: float = 0.5,
+        resume_url: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload a recording or photo resumably; answer the stored media item.
+
+        Retries by itself after a cut, a timeout or a busy server, resuming from the server's
+        offset (never resending what the server already holds). Each chunk carries a SHA-256
+        checksum, and the whole file's SHA-256 is compared with the server's at the end.
+        Keep `media_id` for retries of the same file: the server never stores it twice.
+        """
+        path = Path(path)
+        size = path.stat().st_size
+        media_id = str(media_id or uuid7())
+        already = self._retrying(lambda: self._existing(media_id, size), max_retries, retry_delay)
+        if already is not None:
+            if progress:
+                progress(size, size)
+            return already
+        url = resume_url or self._retrying(
+            lambda: self._create(path, size, patient_id, media_id, captured_at, filename), max_retries, retry_delay
+        )
+        whole = hashlib.sha256()
+        hashed = 0
+        offset = self._offset(url) if resume_url else 0
+        failures = 0
+        with path.open("rb") as f:
+            while True:
+                if hashed < offset:  # bytes the server kept from a cut request: account for them
+                    whole.update(_read_at(f, hashed, offset - hashed))
+                    hashed = offset
+                if offset >= size:
+                    break
+                data = _read_at(f, offset, min(chunk_size, size - offset))
+                headers = {**TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"}
+                if checksum:
+                    headers["Upload-Checksum"] = "sha256 " + base64.b64encode(hashlib.sha256(data).digest()).decode()
+                try:
+                    response = self._http.patch(url, content=data, headers=headers)
+                except httpx.TransportError as e:
+                    failures = self._backoff(failures, max_retries, retry_delay, str(e))
+                    offset = self._offset_retrying(url, max_retries, retry_delay)
+                    continue
+                if response.status_code in _RETRY_STATUS or (
+                    response.status_code == 409 and "offset-mismatch" in response.text
+                ):
+                    failures = self._backoff(failures, max_retries, retry_delay, response.text[:200])
+                    offset = self._offset_retrying(url, max_retries, retry_delay)
+                    continue
+                if not response.is_success:
+                    _raise_upload(response)
+                offset = int(response.headers["Upload-Offset"])
+                if offset == hashed + len(data):
+                    whole.update(data)
+                    hashed = offset
+                failures = 0
+                if progress:
+                    progress(offset, size)
+        item = self.get_media(media_id)
+        if item["sha256"] != whole.hexdigest():
+            raise UploadFailed(0, "the server stored different bytes than were sent (SHA-256 differs)")
+        return item
+
+    def _existing(self, media_id: str, size: int) -> dict[str, Any] | None:
+        response = self._http.get(f"/api/v1/media/{media_id}")
+        if response.status_code == 200 and response.json().get("size") == size:
+            item: dict[str, Any] = response.json()
+            return item
+        return None
+
+    def _create(
+        self, path: Path, size: int, patient_id: str | uuid.UUID, media_id: str,
+        captured_at: datetime | None, filename: str | None,
+    ) -> str:
+        meta = {
+            "patient_id": str(patient_id), "media_id": media_id, "filename": filename or path.name,
+            "captured_at": captured_at.isoformat() if captured_at else "",
+        }
+        headers = {**TUS, "Upload-Length": str(size), "Upload-Metadata": _meta(meta)}
+        response = self._http.post("/api/v1/uploads/", headers=headers)
+        if response.status_code != 201:
+            _raise_upload(response)
+        return str(httpx.URL(self.base_url + "/").join(response.headers["Location"]))
+
+    def _offset(self, url: str) -> int:
+        response = self._http.head(url, headers=TUS)
+        if response.status_code != 200:
+            _raise_upload(response)
+        return int(response.headers["Upload-Offset"])
+
+    def _offset_retrying(self, url: str, max_retries: int, retry_delay: float) -> int:
+        return self._retrying(lambda: self._offset(url), max_retries, retry_delay)
+
+    def _retrying(self, call: Callable[[], T], max_retries: int, retry_delay: float) -> T:
+        """Call again after transport errors and busy answers, with backoff; then give up with UploadFailed."""
+        failures = 0
+        while True:
+            try:
+                return call()
+            except httpx.TransportError as e:
+                failures = self._backoff(failures, max_retries, retry_delay, str(e))
+            except ChairsideError as e:
+                if e.status not in _RETRY_STATUS:
+                    raise
+                failures = self._backoff(failures, max_retries, retry_delay, e.detail)
+
+    @staticmethod
+    def _backoff(failures: int, max_retries: int, retry_delay: float, why: str) -> int:
+        if failures >= max_retries:
+            raise UploadFailed(0, f"the upload did not get through after {max_retries} retries: {why}")
+        time.sleep(min(30.0, retry_delay * (2 ** failures)))
+        return failures + 1
+
+
+def _read_at(f: Any, offset: int, n: int) -> bytes:
+    data: bytes = os.pread(f.fileno(), n, offset)
+    if len(data) != n:
+        raise UploadFailed(0, "the file changed size while it was being uploaded")
+    return data
+
+
+def _raise_upload(response: httpx.Response) -> None:
+    try:
+        _raise_for(response)
+    except ChairsideError as e:
+        raise UploadFailed(e.status, e.detail, e.problem) from None
+    raise UploadFailed(response.status_code, response.reason_phrase)

@@ -1,0 +1,1 @@
+"""Pure rules, no I/O: plans and prices, billing, search keys."""
