@@ -35,7 +35,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("blob_url", None, "Where media bytes live: a folder path (default DATA_DIR/blobs) or "
             "s3://bucket/prefix?endpoint_url=…"),
     Setting("max_upload_bytes", 100 * GiB, "Largest single upload accepted (Upload-Length).", int),
-    Setting("upload_expiry_s", 24 * 3600, "An unfinished upload idle this long expires and its bytes are removed.", int),
+    Setting("upload_expiry_s", 24 * 3600,
+            "An unfinished upload idle this long expires and its bytes are removed.", int),
     Setting("upload_sweep_interval_s", 600, "How often the server removes expired uploads.", int),
     Setting("upload_lock_wait_s", 5.0, "How long a PATCH waits for another PATCH of the same upload to end "
             "before answering 423.", float),

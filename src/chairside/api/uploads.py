@@ -112,7 +112,7 @@ def _load(ctx: Context, principal: Principal, upload_id: str) -> Upload:
 @router.options("/", dependencies=[allow()], include_in_schema=False)
 @router.options("/{upload_id}", dependencies=[allow()], include_in_schema=False)
 def options() -> Response:
-    return Response(status_code=204, headers=_headers(**{
+    return Response(status_code=204, headers=_headers(None, **{
         "Tus-Version": tus.VERSION,
         "Tus-Extension": tus.EXTENSIONS,
         "Tus-Checksum-Algorithm": ",".join(tus.CHECKSUM_ALGORITHMS),
@@ -312,8 +312,9 @@ async def _receive(
         except ClientDisconnect:
             disconnected = True
         await flush()
-        if chunk_hasher is not None and checksum is not None:
-            if disconnected or chunk_hasher.digest() != checksum.digest:
+        if chunk_hasher is not None and checksum is not None and (
+            disconnected or chunk_hasher.digest() != checksum.digest
+        ):
                 raise Problem(460, "The data arrived damaged (its checksum does not match). Nothing "
                               "was kept from this request; send it again.", code="checksum-mismatch",
                               headers=_headers(upload))
@@ -335,7 +336,7 @@ def _commit_offset(ctx: Context, upload: Upload, new_offset: int) -> Upload:
             .where(Upload.id == upload.id, Upload.offset == upload.offset)
             .values(offset=new_offset, expires_at=utcnow() + timedelta(seconds=ctx.settings.upload_expiry_s))
         )
-        if result.rowcount != 1:  # cannot happen under the lock; refuse rather than guess
+        if result.rowcount != 1:  # type: ignore[attr-defined]  # cannot happen under the lock; refuse rather than guess
             raise Problem(409, "The upload changed while this request ran. Resume from the server's offset.",
                           code="offset-mismatch", headers=tus.base_headers())
         fresh = s.get(Upload, upload.id)

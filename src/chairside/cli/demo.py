@@ -121,7 +121,7 @@ def demo(
     seed_only: Annotated[bool, typer.Option("--seed-only", help="Seed, print, and exit without serving.")] = False,
 ) -> None:
     """Start a demo cloud server, seeded at first start with a demo contract and real media."""
-    console = Console()
+    console = Console(soft_wrap=True)
     ctx = build_context(load_settings(data, database_url), role="cloud")
     creds = seed(ctx, console)
     url = f"http://{host}:{port}"
@@ -133,6 +133,7 @@ def demo(
     assert isinstance(stations, list)
     for st in stations:
         console.print(f"  Station {st['name']} ({st['clinic_id'][:8]}…): Authorization: Bearer {st['token']}")
-    console.print(f'  Try: curl -H "Authorization: Bearer {stations[0]["token"]}" "{url}/api/v1/patients?q=やまだ"\n')
+    console.print(f'  Try: curl -G -H "Authorization: Bearer {stations[0]["token"]}" '
+                  f'--data-urlencode "q=やまだ" {url}/api/v1/patients\n')
     if not seed_only:
         run(create_app(ctx), host, port)

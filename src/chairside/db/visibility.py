@@ -24,14 +24,14 @@ class Scope(Protocol):
     def clinic_ids(self) -> frozenset[uuid.UUID] | None: ...
 
 
-def patients(scope: Scope) -> Select[tuple[Patient]]:
+def patients(scope: Scope) -> Select[Patient]:
     q = select(Patient).where(Patient.contract_id == scope.contract_id)
     if scope.clinic_ids is not None:
         q = q.where(Patient.clinic_id.in_(scope.clinic_ids))
     return q
 
 
-def media(scope: Scope, *, include_deleted: bool = False) -> Select[tuple[Media]]:
+def media(scope: Scope, *, include_deleted: bool = False) -> Select[Media]:
     q = select(Media).where(Media.contract_id == scope.contract_id)
     if scope.clinic_ids is not None:
         # A media item is as visible as its patient; Media.clinic_id only says where it was taken.

@@ -6,8 +6,8 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
-from email.utils import format_datetime
 from datetime import datetime
+from email.utils import format_datetime
 
 from chairside.errors import Problem
 
