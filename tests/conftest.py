@@ -185,3 +185,39 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "jpeg-named.mp4").write_bytes((d / "photo.jpg").read_bytes())
     (d / "notes.txt").write_text("歯科メモ: これは写真ではありません\n" * 50)
     return d
+
+
+@dataclass
+class Viewer:
+    login: str
+    password: str
+    account_id: uuid.UUID
+
+
+def make_account(ctx: Context, tenant: Tenant, login: str, *, admin: bool = False,
+                 clinic_ids: list[uuid.UUID] | None = None) -> Viewer:
+    from chairside.accounts import create_account
+
+    password = f"pw-{login}-0123456789"
+    account = create_account(ctx, tenant.contract_id, login, password, is_admin=admin, clinic_ids=clinic_ids)
+    return Viewer(login, password, account.id)
+
+
+def sign_in(server: LiveServer, viewer: Viewer, device: str = "Reception PC", takeover: bool = False) -> str:
+    import httpx
+
+    r = httpx.post(f"{server.url}/api/v1/sessions", json={"login": viewer.login, "password": viewer.password,
+                                                           "device_name": device, "takeover": takeover})
+    assert r.status_code == 201, r.text
+    token: str = r.json()["token"]
+    return token
+
+
+@pytest.fixture
+def admin(ctx: Context, tenant: Tenant) -> Viewer:
+    return make_account(ctx, tenant, "admin-a", admin=True)
+
+
+@pytest.fixture
+def viewer(ctx: Context, tenant: Tenant) -> Viewer:
+    return make_account(ctx, tenant, "viewer-a")

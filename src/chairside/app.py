@@ -8,14 +8,31 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from chairside import __version__, errors
-from chairside.api import health, media, patients, uploads
+from chairside import __version__, errors, notify
+from chairside.api import (
+    accounts,
+    audit,
+    clinics,
+    display,
+    exports,
+    health,
+    media,
+    notices,
+    patients,
+    plans,
+    quota,
+    sessions,
+    tags,
+    uploads,
+)
+from chairside.api import annotations as drawings  # the module's name would clash with __future__.annotations
 from chairside.api.context import Context
 from chairside.blobs import open_blob_store
 from chairside.db import migrate
 from chairside.db.engine import Database
 from chairside.settings import Settings
 from chairside.tus.store import PartStore
+from chairside.web import routes as web
 
 
 def build_context(settings: Settings, role: str = "cloud", *, upgrade: bool = True) -> Context:
@@ -31,13 +48,14 @@ def build_context(settings: Settings, role: str = "cloud", *, upgrade: bool = Tr
 def create_app(ctx: Context) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        sweeper = asyncio.create_task(uploads.sweeper(ctx))
+        tasks = [asyncio.create_task(uploads.sweeper(ctx)), asyncio.create_task(notify.mailer(ctx))]
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = FastAPI(
         title="Chairside API",
@@ -47,6 +65,9 @@ def create_app(ctx: Context) -> FastAPI:
     )
     app.state.ctx = ctx
     errors.install(app)
-    for module in (health, patients, media, uploads):
+    for module in (health, sessions, accounts, patients, media, uploads, audit, quota, notices, plans):
         app.include_router(module.router)
+    for module in (clinics, display, drawings, tags, exports):  # the viewer's API (issue 6)
+        app.include_router(module.router)
+    web.install(app)  # the viewer's page and static files
     return app

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 
+from chairside import quota
 from chairside.blobs import BlobStore
 from chairside.db.engine import Database
 from chairside.db.models import Media, utcnow
@@ -43,6 +44,9 @@ class IngestRequest:
     captured_at: datetime | None
     source: str  # station | viewer | migration
     station_id: uuid.UUID | None = None
+    # The upload began while the contract was at or over its video limit: a video is refused (quota.py).
+    created_over_limit: bool = False
+    notice_percents: tuple[int, ...] = quota.DEFAULT_NOTICE_PERCENTS
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -98,6 +102,11 @@ def ingest(db: Database, blobs: BlobStore, req: IngestRequest, *, thumbnail_max_
     if found is not None:
         return found
     kind, mime, fields, exif_time = analyse(req.path)
+    if kind == "video" and req.created_over_limit:
+        with db.read() as s:  # refuse before storing any bytes; count_video below re-checks under the lock
+            full = quota.still_at_limit(s, req.contract_id)
+        if full is not None:
+            raise quota.limit_problem(*full)
     try:
         thumb = make_thumbnail(req.path, kind, thumbnail_max_side)
     except (UnsupportedMedia, CorruptMedia) as e:
@@ -124,6 +133,9 @@ def ingest(db: Database, blobs: BlobStore, req: IngestRequest, *, thumbnail_max_
     try:
         with db.session() as s:
             s.add(item)
+            if kind == "video":
+                s.flush()  # a second row for this id fails here, before the counter moves
+                quota.count_video(s, item, created_over_limit=req.created_over_limit, percents=req.notice_percents)
     except IntegrityError:
         # Another request stored the same id first: same bytes is success, other bytes a conflict.
         found = existing(db, req)

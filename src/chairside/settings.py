@@ -28,6 +28,23 @@ class Setting:
         return "CHAIRSIDE_" + self.name.upper()
 
 
+def _percents(text: str) -> tuple[int, ...]:
+    """"80,90,95,100" -> (80, 90, 95, 100): whole percentages, rising, each 1 to 1000."""
+    try:
+        values = tuple(int(p) for p in text.replace(" ", "").split(",") if p)
+    except ValueError:
+        raise ValueError(f"quota_notice_percents must be whole percentages like 80,90,95,100, not {text!r}") from None
+    if not values or list(values) != sorted(set(values)) or not all(1 <= v <= 1000 for v in values):
+        raise ValueError(f"quota_notice_percents must rise, without repeats, within 1..1000: {text!r}")
+    return values
+
+
+def _tls_mode(text: str) -> str:
+    if text not in ("starttls", "tls", "none"):
+        raise ValueError(f"smtp_tls must be starttls, tls or none, not {text!r}")
+    return text
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", "./chairside-data", "Folder for the SQLite database, blobs and partial uploads.", Path),
     Setting("database_url", None, "SQLAlchemy URL; default: SQLite (WAL) at DATA_DIR/chairside.db. "
@@ -43,6 +60,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("serve_chunk_bytes", 1 << 20, "Size of each read when streaming media bytes.", int),
     Setting("thumbnail_max_side", 480, "Longest side of generated thumbnails, in pixels.", int),
     Setting("search_limit", 50, "Most patients a search returns.", int),
+    Setting("session_idle_s", 1800, "A viewer session idle this long ends, freeing the account for another device.",
+            int),
+    Setting("session_max_age_s", 7 * 24 * 3600, "A viewer session ends this long after sign-in, active or not.", int),
+    Setting("enroll_code_ttl_s", 900, "How long a station enrollment code stays valid.", int),
+    Setting("signin_free_failures", 5, "Wrong passwords allowed per login before sign-in is slowed down.", int),
+    Setting("signin_free_failures_per_address", 30, "Wrong passwords allowed per source address before it is "
+            "slowed down.", int),
+    Setting("signin_max_wait_s", 900, "The longest a login or address is made to wait after wrong passwords.", int),
+    Setting("quota_notice_percents", "80,90,95,100", "Percentages of the plan whose crossing sends a notice.",
+            _percents),
+    Setting("quota_forecast_days", 30, "Days of recording history the 'plan full on' forecast is based on.", int),
+    Setting("smtp_host", None, "SMTP server for notices by e-mail; unset: no e-mail (notices wait in the outbox)."),
+    Setting("smtp_port", 587, "SMTP server port.", int),
+    Setting("smtp_tls", "starttls", "SMTP transport security: starttls, tls (implicit, port 465) or none.", _tls_mode),
+    Setting("smtp_from", "noreply@chairside.example", "Sender address of notice e-mails."),
+    Setting("smtp_user", None, "SMTP login, if the server wants one."),
+    Setting("smtp_password", None, "SMTP password, if the server wants one."),
+    Setting("smtp_timeout_s", 30.0, "How long to wait for the SMTP server before trying again later.", float),
+    Setting("mail_poll_interval_s", 5.0, "How often the server looks for e-mails to send.", float),
+    Setting("job_lease_s", 300, "How long a worker holds a background job before another may take it over.", int),
+    Setting("job_retry_base_s", 30.0, "Wait before the first retry of a failed job; doubles each time (6 h at most).",
+            float),
+    Setting("job_max_attempts", 12, "Tries of a background job before it is given up (kept, marked dead).", int),
 )
 
 
@@ -58,6 +98,25 @@ class Settings:
     serve_chunk_bytes: int
     thumbnail_max_side: int
     search_limit: int
+    session_idle_s: int
+    session_max_age_s: int
+    enroll_code_ttl_s: int
+    signin_free_failures: int
+    signin_free_failures_per_address: int
+    signin_max_wait_s: int
+    quota_notice_percents: tuple[int, ...]
+    quota_forecast_days: int
+    smtp_host: str | None
+    smtp_port: int
+    smtp_tls: str
+    smtp_from: str
+    smtp_user: str | None
+    smtp_password: str | None
+    smtp_timeout_s: float
+    mail_poll_interval_s: float
+    job_lease_s: int
+    job_retry_base_s: float
+    job_max_attempts: int
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

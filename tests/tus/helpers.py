@@ -57,5 +57,5 @@ def raw_patch_then_cut(url: str, token: str, offset: int, declared: int, data: b
         # A line that dies mid-request: the bytes reach the server, then the connection is reset.
         # (Bytes still in the server's receive buffer at the very moment of a cut are lost with
         # it, by uvicorn's design; the client resumes from the offset the server reports.)
-        time.sleep(0.5)
+        time.sleep(1.0)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

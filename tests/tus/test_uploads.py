@@ -89,7 +89,9 @@ def test_a_cut_patch_keeps_the_bytes_that_arrived(
     url = server.url + create(server.url, tenant.token, len(data), patient["id"]).headers["Location"]
     raw_patch_then_cut(url, tenant.token, 0, len(data), data[:30_000])
     kept = offset(url, tenant.token)
-    assert kept == 30_000
+    # What the server had read when the line died is kept (bytes still in its socket buffer
+    # at that instant die with the connection; under load that can be the last piece).
+    assert 0 < kept <= 30_000
     assert patch(url, tenant.token, kept, data[kept:]).status_code == 204
     (item,) = api.list_media(patient["id"])
     assert item["sha256"] == hashlib.sha256(data).hexdigest()

@@ -12,6 +12,7 @@ import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy import or_, select
 
+from chairside import audit
 from chairside.api.context import Context, get_context
 from chairside.api.patients import READERS, WRITERS
 from chairside.api.patients import not_found as patient_not_found
@@ -56,7 +57,7 @@ def list_patient_media(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     cursor: str | None = None,
 ) -> MediaList:
-    with ctx.db.session() as s:
+    with ctx.db.read() as s:
         if visibility.patient(s, principal, patient_id) is None:
             raise patient_not_found()
         q = select(Media).where(Media.patient_id == patient_id, Media.contract_id == principal.contract_id)
@@ -69,14 +70,16 @@ def list_patient_media(
         rows = s.scalars(q.order_by(Media.captured_at.desc(), Media.id.desc()).limit(limit + 1)).all()
         more = len(rows) > limit
         rows = rows[:limit]
-        return MediaList(
+        page = MediaList(
             items=[MediaOut.model_validate(m) for m in rows],
             next_cursor=_cursor(rows[-1]) if more else None,
         )
+    audit.record(ctx, principal, "patient.media", patient_id=patient_id)
+    return page
 
 
 def _item(ctx: Context, principal: Principal, media_id: uuid.UUID, *, include_deleted: bool = False) -> Media:
-    with ctx.db.session() as s:
+    with ctx.db.read() as s:
         item = visibility.media_item(s, principal, media_id, include_deleted=include_deleted)
         if item is None:
             raise not_found()
@@ -89,7 +92,9 @@ def get_media(
     principal: Annotated[Principal, allow(*READERS)],
     ctx: Annotated[Context, Depends(get_context)],
 ) -> Media:
-    return _item(ctx, principal, media_id, include_deleted=True)
+    item = _item(ctx, principal, media_id, include_deleted=True)
+    audit.record(ctx, principal, "media.read", patient_id=item.patient_id, media_id=item.id)
+    return item
 
 
 _CONTENT_RESPONSES: dict[int | str, dict[str, object]] = {
@@ -112,6 +117,8 @@ async def get_content(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     item = await anyio.to_thread.run_sync(_item, ctx, principal, media_id)
+    await anyio.to_thread.run_sync(lambda: audit.record(ctx, principal, "media.content", patient_id=item.patient_id,
+                                                        media_id=item.id))
     return BlobResponse(
         ctx.blobs, item.sha256, item.size, item.mime,
         range_header=range, if_range=if_range, if_none_match=if_none_match,
@@ -130,6 +137,8 @@ async def get_thumbnail(
     item = await anyio.to_thread.run_sync(_item, ctx, principal, media_id)
     if item.thumb_sha256 is None:
         raise Problem(404, "This item has no preview yet.", code="no-thumbnail")
+    await anyio.to_thread.run_sync(lambda: audit.record(ctx, principal, "media.thumbnail",
+                                                        patient_id=item.patient_id, media_id=item.id))
     info = await anyio.to_thread.run_sync(ctx.blobs.stat, item.thumb_sha256)
     if info is None:
         raise Problem(404, "This item's preview is missing; it will be made again.", code="no-thumbnail")
@@ -148,6 +157,7 @@ def trash_media(
             raise not_found()
         if item.deleted_at is None:
             item.deleted_at = utcnow()
+            audit.add(s, principal, "media.trash", patient_id=item.patient_id, media_id=item.id)
         return item
 
 
@@ -161,7 +171,9 @@ def restore_media(
         item = visibility.media_item(s, principal, media_id, include_deleted=True)
         if item is None:
             raise not_found()
-        item.deleted_at = None
+        if item.deleted_at is not None:
+            item.deleted_at = None
+            audit.add(s, principal, "media.restore", patient_id=item.patient_id, media_id=item.id)
         return item
 
 
@@ -176,4 +188,5 @@ def purge(
         raise Problem(409, "Only items in the trash can be deleted for good. Move it to the trash first.",
                       code="not-in-trash")
     purge_media(ctx.db, ctx.blobs, item.id)
+    audit.record(ctx, principal, "media.purge", patient_id=item.patient_id, media_id=item.id)
     return Response(status_code=204)

@@ -10,6 +10,7 @@ from sqlalchemy import and_, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from chairside import audit
 from chairside.api.context import Context, get_context
 from chairside.api.principal import Principal, allow
 from chairside.api.schemas import PatientIn, PatientList, PatientOut, PatientPatch
@@ -54,6 +55,7 @@ def create_patient(
             s.add(patient)
             s.flush()
             index_patient(s, patient)
+            audit.add(s, principal, "patient.create", patient_id=patient.id)
     except IntegrityError:
         raise _chart_taken(body.chart_no) from None
     return patient
@@ -67,7 +69,7 @@ def search_patients(
                                    "hiragana or katakana); matches the start of each word")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> PatientList:
-    with ctx.db.session() as s:
+    with ctx.db.read() as s:
         query = visibility.patients(principal)
         key = search_key(q or "")
         if key:
@@ -93,11 +95,12 @@ def get_patient(
     principal: Annotated[Principal, allow(*READERS)],
     ctx: Annotated[Context, Depends(get_context)],
 ) -> Patient:
-    with ctx.db.session() as s:
+    with ctx.db.read() as s:
         patient = visibility.patient(s, principal, patient_id)
         if patient is None:
             raise not_found()
-        return patient
+    audit.record(ctx, principal, "patient.read", patient_id=patient_id)
+    return patient
 
 
 @router.patch("/{patient_id}", response_model=PatientOut, summary="Correct a patient's details")
@@ -120,6 +123,7 @@ def update_patient(
             patient.updated_at = utcnow()
             s.flush()
             index_patient(s, patient)
+            audit.add(s, principal, "patient.update", patient_id=patient.id, detail={"fields": sorted(changes)})
     except IntegrityError:
         raise _chart_taken(str(changes.get("chart_no"))) from None
     return patient

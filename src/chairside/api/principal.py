@@ -2,25 +2,33 @@
 
 Every route declares its roles with `allow(...)`; a test walks the routes and fails on
 one that declares none. Roles: operator, admin (contract admin), viewer, station, relay.
+Stations send their token as a Bearer token; viewer devices send their session token as a
+Bearer token or in the HttpOnly cookie. A request that changes state through the cookie
+must echo the session's CSRF value in `X-CSRF-Token`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Depends, Request
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from chairside.api.context import Context, get_context
-from chairside.db.models import Station
+from chairside.db.models import Account, DeviceSession, Station, utcnow
 from chairside.errors import Problem
 
 ROLES = ("operator", "admin", "viewer", "station", "relay")
+COOKIE = "cs_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_TOUCH_EVERY = timedelta(seconds=30)  # last_seen_at is written at most this often per session
 
 
 @dataclass(frozen=True)
@@ -31,7 +39,10 @@ class Principal:
     clinic_ids: frozenset[uuid.UUID] | None
     station_id: uuid.UUID | None = None
     account_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
     name: str = ""
+    device: str = ""
+    address: str = ""
 
     def sees_clinic(self, clinic_id: uuid.UUID) -> bool:
         return self.clinic_ids is None or clinic_id in self.clinic_ids
@@ -46,44 +57,92 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _bearer(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    scheme, _, value = auth.partition(" ")
+def _scope(raw: list[str] | None) -> frozenset[uuid.UUID] | None:
+    return None if raw is None else frozenset(uuid.UUID(c) for c in raw)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def credentials(request: Request) -> tuple[str | None, bool]:
+    """The token and whether it came from the cookie."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return None
+        return value.strip(), False
+    cookie = request.cookies.get(COOKIE)
+    return (cookie, True) if cookie else (None, False)
 
 
 _SIGN_IN = Problem(
     401,
     "Sign in first: this request carries no valid access token. A capture station sends "
-    "'Authorization: Bearer <token>' with the token printed when it was registered.",
+    "'Authorization: Bearer <token>' with the token it received when it was registered.",
     code="unauthenticated",
     headers={"WWW-Authenticate": "Bearer"},
 )
 
 
-def _authenticate(request: Request, ctx: Context) -> Principal:
-    token = _bearer(request)
-    if token is None:
-        raise _SIGN_IN
-    with ctx.db.session() as s:
+def _station(ctx: Context, token: str, address: str) -> Principal:
+    with ctx.db.read() as s:
         station = s.scalar(select(Station).where(Station.token_hash == token_hash(token)))
         if station is None:
             raise _SIGN_IN
         if station.revoked_at is not None:
-            raise Problem(
-                401,
-                "This station has been revoked. Ask the clinic's administrator to register it again.",
-                code="station-revoked",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        scope = (
-            None
-            if station.clinic_scope is None
-            else frozenset(uuid.UUID(c) for c in station.clinic_scope)
-        )
-        return Principal("station", station.contract_id, scope, station_id=station.id, name=station.name)
+            raise Problem(401, "This station has been revoked. Ask the clinic's administrator to register it again.",
+                          code="station-revoked", headers={"WWW-Authenticate": "Bearer"})
+        return Principal("station", station.contract_id, _scope(station.clinic_scope), station_id=station.id,
+                         name=station.name, device=station.name, address=address)
+
+
+def _session(ctx: Context, token: str, address: str) -> Principal:
+    from chairside.accounts import ended_message
+
+    now = utcnow()
+    with ctx.db.session() as s:
+        row = s.execute(
+            select(DeviceSession, Account).join(Account, Account.id == DeviceSession.account_id)
+            .where(DeviceSession.token_hash == token_hash(token))
+        ).one_or_none()
+        if row is None:
+            raise _SIGN_IN
+        session, account = row
+        if session.ended_at is None and (
+            session.last_seen_at <= now - timedelta(seconds=ctx.settings.session_idle_s) or session.expires_at <= now
+        ):
+            session.ended_at, session.end_reason = now, "idle"
+        if session.ended_at is not None:
+            problem = ended_message(session)
+        elif account.disabled_at is not None:
+            problem = Problem(401, "This account has been disabled. Ask the clinic's administrator.",
+                              code="account-disabled", headers={"WWW-Authenticate": "Bearer"})
+        else:
+            problem = None
+            if now - session.last_seen_at >= _TOUCH_EVERY:
+                s.execute(update(DeviceSession).where(DeviceSession.id == session.id).values(last_seen_at=now))
+    if problem is not None:
+        raise problem
+    return Principal("admin" if account.is_admin else "viewer", account.contract_id, _scope(account.clinic_scope),
+                     account_id=account.id, session_id=session.id, name=account.login,
+                     device=session.device_name, address=address)
+
+
+def authenticate(request: Request, ctx: Context) -> Principal:
+    from chairside.accounts import SESSION_PREFIX, csrf_for
+
+    token, from_cookie = credentials(request)
+    if token is None:
+        raise _SIGN_IN
+    address = client_address(request)
+    if token.startswith(SESSION_PREFIX + "_"):
+        principal = _session(ctx, token, address)
+        if from_cookie and request.method not in SAFE_METHODS and not hmac.compare_digest(
+            request.headers.get("x-csrf-token", ""), csrf_for(token)
+        ):
+            raise Problem(403, "This page is out of date (its security token is missing). Reload it and try again.",
+                          code="csrf")
+        return principal
+    return _station(ctx, token, address)
 
 
 def allow(*roles: str) -> Any:
@@ -95,7 +154,7 @@ def allow(*roles: str) -> Any:
     def dependency(request: Request, ctx: Context = Depends(get_context)) -> Principal | None:
         if not roles:
             return None
-        principal = _authenticate(request, ctx)
+        principal = authenticate(request, ctx)
         if principal.role not in roles:
             raise Problem(403, "Your account may not do this. Ask the clinic's administrator.", code="forbidden")
         request.state.principal = principal

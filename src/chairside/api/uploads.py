@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from sqlalchemy import delete, select, update
 from starlette.requests import ClientDisconnect
 
+from chairside import audit, quota
 from chairside.api.context import Context, get_context
 from chairside.api.principal import Principal, allow
 from chairside.db import visibility
@@ -166,12 +167,16 @@ async def create(
                 raise Problem(409, f"The media id {media_id} is already used for a different file. The "
                               "capture software must make a new id for each new recording or photo.",
                               code="media-id-conflict", headers=tus.base_headers())
+            # A new video at or over the video limit is refused now; photos always pass.
+            over_limit = quota.check_new_upload(s, principal.contract_id, meta, replay=same_id is not None,
+                                                headers=tus.base_headers())
             upload = Upload(
                 id=upload_id, contract_id=principal.contract_id, patient_id=patient_id,
                 media_id=media_id, station_id=principal.station_id, filename=filename,
                 captured_at=captured_at, length=length, offset=0,
                 upload_metadata=(upload_metadata or "")[:4000], expected_sha256=expected,
                 expires_at=utcnow() + timedelta(seconds=ctx.settings.upload_expiry_s),
+                created_over_limit=over_limit,
             )
             parts(ctx).create(upload_id)
             s.add(upload)
@@ -371,7 +376,8 @@ async def _complete(ctx: Context, principal: Principal, upload: Upload) -> Uploa
             contract_id=upload.contract_id, clinic_id=station_clinic or clinic_id,
             patient_id=upload.patient_id, filename=upload.filename, captured_at=upload.captured_at,
             source="station" if principal.role in ("station", "relay") else "viewer",
-            station_id=upload.station_id,
+            station_id=upload.station_id, created_over_limit=upload.created_over_limit,
+            notice_percents=ctx.settings.quota_notice_percents,
         )
         try:
             ingest(ctx.db, ctx.blobs, req, thumbnail_max_side=ctx.settings.thumbnail_max_side)
@@ -381,6 +387,8 @@ async def _complete(ctx: Context, principal: Principal, upload: Upload) -> Uploa
             s.execute(update(Upload).where(Upload.id == upload.id).values(completed_at=utcnow()))
             done = s.get(Upload, upload.id)
             assert done is not None
+            audit.add(s, principal, "media.upload", patient_id=upload.patient_id, media_id=upload.media_id,
+                      detail={"filename": upload.filename, "size": upload.length})
         store.remove(upload.id)
         return done
 

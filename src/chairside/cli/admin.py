@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -9,23 +10,30 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 
+from chairside.accounts import create_account, new_enroll_code, revoke_station
 from chairside.api.context import Context
 from chairside.api.principal import new_token, token_hash
 from chairside.api.uploads import sweep_expired
 from chairside.app import build_context
-from chairside.cli.common import DatabaseUrl, DataDir, emit, load_settings
-from chairside.db.models import Clinic, Contract, Station
+from chairside.cli import billing
+from chairside.cli.common import DatabaseUrl, DataDir, emit, fail, load_settings, parse_uuid
+from chairside.db.models import Clinic, Contract, Station, utcnow
+from chairside.domain.plans import PlanError, onboarding_plan_hours, validate_plan_hours
+from chairside.errors import Problem
+from chairside.plan_changes import record_first_plan
 from chairside.trash import purge_older_than
 
 app = typer.Typer(no_args_is_help=True, help="Operator commands: contracts, clinics, stations, housekeeping.")
 contract_app = typer.Typer(no_args_is_help=True, help="Contracts (one clinic, or a corporation's branches).")
 clinic_app = typer.Typer(no_args_is_help=True, help="Clinics (sites) of a contract.")
 station_app = typer.Typer(no_args_is_help=True, help="Capture stations at the chairs.")
+account_app = typer.Typer(no_args_is_help=True, help="Viewer accounts of a contract.")
 uploads_app = typer.Typer(no_args_is_help=True, help="Unfinished uploads.")
 trash_app = typer.Typer(no_args_is_help=True, help="The trash of deleted media.")
 app.add_typer(contract_app, name="contract")
 app.add_typer(clinic_app, name="clinic")
 app.add_typer(station_app, name="station")
+app.add_typer(account_app, name="account")
 app.add_typer(uploads_app, name="uploads")
 app.add_typer(trash_app, name="trash")
 
@@ -39,36 +47,35 @@ def _ctx() -> Context:
     return State.ctx
 
 
+billing.register(app, contract_app, _ctx)  # plans, plan requests, quota, notices, invoices (cli/billing.py)
+
+
 @app.callback()
 def admin(data: DataDir = Path("./chairside-data"), database_url: DatabaseUrl = None) -> None:
     State.ctx = build_context(load_settings(data, database_url))
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        _fail(f"{what} '{value}' is not a valid id")
-        raise
+_fail, _uuid = fail, parse_uuid
 
 
 @contract_app.command("create")
 def contract_create(
     name: Annotated[str, typer.Option(help="The clinic's or corporation's name.")],
-    plan_hours: Annotated[int, typer.Option(help="Video hours in the plan: 100 to 4000, in steps of 100.")] = 100,
+    plan_hours: Annotated[str | None, typer.Option(help="Video hours in the plan: 100 to 4000, in steps of 100. "
+                                                   "Default: the onboarding plan, 100 (after an import of "
+                                                   "existing videos, run `contract onboard-plan`).")] = None,
 ) -> None:
     """Create a contract; prints its id."""
-    if not (100 <= plan_hours <= 4000 and plan_hours % 100 == 0):
-        _fail("plans run from 100 to 4000 hours in steps of 100")
+    try:
+        hours = onboarding_plan_hours(0) if plan_hours is None else validate_plan_hours(plan_hours)
+    except PlanError as e:
+        _fail(e.message)
+        return
     with _ctx().db.session() as s:
-        contract = Contract(name=name, plan_hours=plan_hours)
+        contract = Contract(name=name, plan_hours=hours, created_at=utcnow())
         s.add(contract)
         s.flush()
+        record_first_plan(s, contract)
         emit({"id": str(contract.id), "name": contract.name, "plan_hours": contract.plan_hours})
 
 
@@ -134,3 +141,46 @@ def trash_purge(
     """Delete for good the items that have been in the trash longer than the given days."""
     ctx = _ctx()
     emit({"purged": purge_older_than(ctx.db, ctx.blobs, older_than_days)})
+
+
+@station_app.command("enroll-code")
+def station_enroll_code(clinic: Annotated[str, typer.Option(help="Clinic id.")]) -> None:
+    """Print a one-time code (valid for a short time) that a new station exchanges for its token."""
+    try:
+        code, expires = new_enroll_code(_ctx(), _uuid(clinic, "clinic"))
+    except LookupError as e:
+        _fail(str(e))
+        return
+    emit({"code": code, "expires_at": expires.isoformat(), "clinic_id": clinic,
+          "enroll": "POST /api/v1/stations/enroll with {code, name}"})
+
+
+@station_app.command("revoke")
+def station_revoke(station: Annotated[str, typer.Argument(help="Station id.")]) -> None:
+    """Revoke a lost or retired station: its token stops working at once."""
+    try:
+        row = revoke_station(_ctx(), _uuid(station, "station"))
+    except LookupError as e:
+        _fail(str(e))
+        return
+    emit({"id": str(row.id), "revoked_at": row.revoked_at})
+
+
+@account_app.command("create")
+def account_create(
+    contract: Annotated[str, typer.Option(help="Contract id.")],
+    login: Annotated[str, typer.Option(help="The login (one word).")],
+    admin: Annotated[bool, typer.Option("--admin", help="A contract admin: manages accounts and scopes.")] = False,
+    clinics: Annotated[str | None, typer.Option(help="Comma-separated clinic ids it may see (default: all).")] = None,
+) -> None:
+    """Create a viewer account; the password is read from standard input (one line)."""
+    password = sys.stdin.readline().rstrip("\r\n")
+    clinic_ids = [_uuid(c.strip(), "clinic") for c in clinics.split(",") if c.strip()] if clinics else None
+    try:
+        account = create_account(_ctx(), _uuid(contract, "contract"), login, password, is_admin=admin,
+                                 clinic_ids=clinic_ids)
+    except Problem as e:
+        _fail(e.detail)
+        return
+    emit({"id": str(account.id), "login": account.login, "admin": account.is_admin,
+          "clinic_ids": account.clinic_scope})

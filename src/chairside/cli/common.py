@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -23,3 +24,16 @@ def load_settings(data: Path, database_url: str | None) -> Settings:
 
 def emit(value: Any) -> None:
     typer.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+def fail(message: str) -> NoReturn:
+    """Refuse: `error: …` on standard error, exit code 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def parse_uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        fail(f"{what} '{value}' is not a valid id")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 import tempfile
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -15,13 +16,14 @@ from rich.console import Console
 from rich.progress import Progress
 from sqlalchemy import select
 
+from chairside.accounts import create_account
 from chairside.api.context import Context
 from chairside.api.patients import index_patient
 from chairside.app import build_context, create_app
 from chairside.cli.admin import create_station
 from chairside.cli.cloud import run
 from chairside.cli.common import DatabaseUrl, DataDir, load_settings
-from chairside.db.models import Clinic, Contract, Patient
+from chairside.db.models import Account, Clinic, Contract, Patient
 from chairside.ingest import IngestRequest, file_sha256, ingest
 from chairside.media import generate
 
@@ -41,13 +43,29 @@ PATIENTS = [
 CREDENTIALS = "demo-credentials.json"
 
 
+def _viewer_account(ctx: Context, creds: dict[str, object]) -> dict[str, object]:
+    """The demo's viewer login (made once, also for a data folder seeded before the viewer existed)."""
+    if "viewer" not in creds:
+        password = secrets.token_urlsafe(9)
+        with ctx.db.read() as s:
+            taken = set(s.scalars(select(Account.login).where(Account.login.like("demo%"))))
+        login = next(name for name in ("demo", *(f"demo-{n}" for n in range(2, 1000))) if name not in taken)
+        create_account(ctx, uuid.UUID(str(creds["contract_id"])), login, password, is_admin=True)
+        creds["viewer"] = {"login": login, "password": password}
+        cred_file = ctx.settings.data_dir / CREDENTIALS
+        cred_file.write_text(json.dumps(creds, ensure_ascii=False, indent=2))
+        cred_file.chmod(0o600)
+    return creds
+
+
 def seed(ctx: Context, console: Console) -> dict[str, object]:
     """Create the demo contract once; later starts reuse it."""
     cred_file = ctx.settings.data_dir / CREDENTIALS
     with ctx.db.session() as s:
-        if s.scalar(select(Contract.id).limit(1)) is not None and cred_file.exists():
-            stored: dict[str, object] = json.loads(cred_file.read_text())
-            return stored
+        seeded = s.scalar(select(Contract.id).limit(1)) is not None
+    if seeded and cred_file.exists():
+        stored: dict[str, object] = json.loads(cred_file.read_text())
+        return _viewer_account(ctx, stored)
     rng = random.Random(20261124)
     with ctx.db.session() as s:
         contract = Contract(name="医療法人 デモ歯科", plan_hours=100)
@@ -78,7 +96,7 @@ def seed(ctx: Context, console: Console) -> dict[str, object]:
                                 "stations": stations}
     cred_file.write_text(json.dumps(creds, ensure_ascii=False, indent=2))
     cred_file.chmod(0o600)
-    return creds
+    return _viewer_account(ctx, creds)
 
 
 def _seed_media(
@@ -126,6 +144,9 @@ def demo(
     creds = seed(ctx, console)
     url = f"http://{host}:{port}"
     console.print(f"\n[bold]Chairside demo[/bold] — {url}")
+    viewer = creds["viewer"]
+    assert isinstance(viewer, dict)
+    console.print(f"  Viewer:        {url}/  (login {viewer['login']}, password {viewer['password']})")
     console.print(f"  API docs:      {url}/docs")
     console.print(f"  Data folder:   {ctx.settings.data_dir}")
     console.print(f"  Credentials:   {ctx.settings.data_dir / CREDENTIALS}")

@@ -37,8 +37,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            # Take the write lock up front: no deadlocks when two writers upgrade at once.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A read-only transaction takes no lock (WAL readers never block). Any other takes the
+            # write lock up front: no deadlocks when two writers would upgrade at once.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **kwargs)
@@ -51,11 +52,18 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(read_only=True), expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on any error."""
         with self._sessions() as s, s.begin():
+            yield s
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction: on SQLite it takes no write lock, so reads never queue behind writes."""
+        with self._readers() as s, s.begin():
             yield s
 
     def dispose(self) -> None:

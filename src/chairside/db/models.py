@@ -20,6 +20,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -68,6 +69,11 @@ class Contract(Base):
     name: Mapped[str] = mapped_column(String(200))
     plan_hours: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Milliseconds of video stored, trash included: changed only by an atomic UPDATE in the same
+    # transaction that inserts or purges a video row (chairside.quota). Never recomputed on a request.
+    stored_video_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Where quota notices are e-mailed; None or [] sends none (they are still listed by the API).
+    contact_emails: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class Clinic(Base):
@@ -166,3 +172,220 @@ class Upload(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The contract was at or over its video limit when this upload was created: if the bytes turn out
+    # to be a video, it is refused at completion unless room was made meanwhile (chairside.quota).
+    created_over_limit: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class Account(Base):
+    """A viewer login of a contract. The password is stored only as an argon2id hash."""
+
+    __tablename__ = "accounts"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
+    login: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    # None: every clinic of the contract; otherwise a list of clinic ids (as strings).
+    clinic_scope: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class DeviceSession(Base):
+    """A signed-in device. One account has at most one active session at a time."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index(None, "account_id", "ended_at"),)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    device_name: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)  # signout | takeover | idle
+    ended_by_device: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+class EnrollmentCode(Base):
+    """A one-time code a new station exchanges for its own token; stored hashed, short-lived."""
+
+    __tablename__ = "enrollment_codes"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    clinic_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clinics.id"))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    station_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("stations.id"), nullable=True)
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins per key (a login, or a source address), for throttling."""
+
+    __tablename__ = "signin_throttle"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    first_failure_at: Mapped[datetime]
+    blocked_until: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class AuditEvent(Base):
+    """Who saw or changed what. Append-only: the application has no update or delete path,
+    and database triggers refuse both."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index(None, "contract_id", "id"), Index(None, "contract_id", "patient_id", "id"))
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor_kind: Mapped[str] = mapped_column(String(20))  # station | account | operator | system
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    actor_name: Mapped[str] = mapped_column(String(200), default="")
+    device: Mapped[str] = mapped_column(String(100), default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(40))
+    patient_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    media_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+# --- plans, quotas, notices, jobs (issue 4) -------------------------------------------
+
+
+class PlanChange(Base):
+    """The contract's plan is `hours` from `effective_at` on: the history that billing reads."""
+
+    __tablename__ = "plan_changes"
+    __table_args__ = (Index(None, "contract_id", "effective_at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    hours: Mapped[int] = mapped_column(Integer)
+    previous_hours: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None for the first plan
+    effective_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reason: Mapped[str] = mapped_column(String(20))  # onboarding | operator | request
+    request_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    actor: Mapped[str] = mapped_column(String(200), default="")
+
+
+class PlanRequest(Base):
+    """A contract admin asks for a larger plan; the operator approves or declines it once."""
+
+    __tablename__ = "plan_requests"
+    __table_args__ = (Index(None, "contract_id", "requested_at"),)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    hours: Mapped[int] = mapped_column(Integer)  # the plan asked for (not the increase)
+    plan_hours_then: Mapped[int] = mapped_column(Integer)
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)  # the account
+    requested_by_name: Mapped[str] = mapped_column(String(200), default="")
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending | approved | declined
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+class QuotaDaily(Base):
+    """Video recorded and freed per contract and Japanese calendar day, for the forecast."""
+
+    __tablename__ = "quota_daily"
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    recorded_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    freed_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Notice(Base):
+    """A message to the contract, e.g. its stored video hours crossed 80 % of the plan.
+
+    One row per (contract, threshold, crossing): the n-th upward crossing of a threshold
+    is inserted once, in the transaction that moved the counter across it."""
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        UniqueConstraint("contract_id", "threshold_percent", "crossing"),
+        Index(None, "contract_id", "created_at"),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    kind: Mapped[str] = mapped_column(String(20))  # quota
+    threshold_percent: Mapped[int] = mapped_column(Integer)
+    crossing: Mapped[int] = mapped_column(Integer)
+    used_ms: Mapped[int] = mapped_column(BigInteger)
+    plan_hours: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """Work to do outside the request (an outbox): claimed with a lease, retried with backoff."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index(None, "done_at", "run_after"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)  # at most one job per key
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    run_after: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0)
+    lease_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    dead_at: Mapped[datetime | None] = mapped_column(nullable=True)  # gave up after the last attempt
+    last_error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    result: Mapped[str | None] = mapped_column(String(200), nullable=True)  # a note from the finished job
+
+
+# --- the viewer: drawings, tags, browser-ready copies (issue 6) ----------------------------
+
+
+class Annotation(Base):
+    """A drawing over a photo or a paused video frame, kept apart from the original.
+
+    `shapes` are vector shapes in coordinates normalised to 0..1 of the picture (see
+    `api/annotations.py`); `media_time_s` is the video time the drawing belongs to (None
+    for a photo). `version` grows by one with every change: an update names the version
+    it replaces, so two devices cannot silently overwrite each other."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (Index(None, "media_id", "created_at"),)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"))
+    media_time_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    shapes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    author_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)  # the account or station
+    author_name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MediaTag(Base):
+    """A short label on a media item (e.g. 術前, 術後), for filtering a patient's timeline."""
+
+    __tablename__ = "media_tags"
+    media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(40), primary_key=True)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MediaDerivative(Base):
+    """A browser-ready copy of a media item, made on first use and kept as a blob: today the
+    upright JPEG shown for a HEIC (or very large) photo. The original is never changed."""
+
+    __tablename__ = "media_derivatives"
+    media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # display
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mime: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,152 @@
+"""Contract administration: viewer accounts, stations, enrollment, and what each may see."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from chairside import audit
+from chairside.accounts import create_account, enroll_station, parse_scope, revoke_station
+from chairside.api.context import Context, get_context
+from chairside.api.principal import Principal, allow
+from chairside.db.models import Account, Station
+from chairside.errors import Problem
+
+router = APIRouter(prefix="/api/v1", tags=["administration"])
+
+
+class ScopeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    clinic_ids: list[uuid.UUID] | None = Field(description="The clinics it may see; null for all of them.")
+
+
+class AccountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    login: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=10, max_length=200)
+    admin: bool = False
+    clinic_ids: list[uuid.UUID] | None = None
+
+
+class AccountOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    login: str
+    is_admin: bool
+    clinic_scope: list[uuid.UUID] | None
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+class AccountList(BaseModel):
+    items: list[AccountOut]
+
+
+class StationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    clinic_id: uuid.UUID
+    name: str
+    clinic_scope: list[uuid.UUID] | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class StationList(BaseModel):
+    items: list[StationOut]
+
+
+class EnrollIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=4, max_length=40, examples=["3F2A-09BC-77E1-D004"])
+    name: str = Field(min_length=1, max_length=200, examples=["Chair 3"])
+
+
+class Enrolled(BaseModel):
+    id: uuid.UUID
+    token: str = Field(description="Shown once: the station keeps it and sends it as a Bearer token.")
+
+
+def _station_404() -> Problem:
+    return Problem(404, "This station was not found.", code="station-not-found")
+
+
+def _account_404() -> Problem:
+    return Problem(404, "This account was not found.", code="account-not-found")
+
+
+@router.get("/accounts", response_model=AccountList, summary="The contract's viewer accounts")
+def list_accounts(principal: Annotated[Principal, allow("admin")],
+                  ctx: Annotated[Context, Depends(get_context)]) -> AccountList:
+    with ctx.db.read() as s:
+        rows = s.scalars(select(Account).where(Account.contract_id == principal.contract_id)
+                         .order_by(Account.login)).all()
+        return AccountList(items=[AccountOut.model_validate(a) for a in rows])
+
+
+@router.post("/accounts", status_code=201, response_model=AccountOut, summary="Create a viewer account")
+def post_account(body: AccountIn, principal: Annotated[Principal, allow("admin")],
+                 ctx: Annotated[Context, Depends(get_context)]) -> Account:
+    account = create_account(ctx, principal.contract_id, body.login, body.password, is_admin=body.admin,
+                             clinic_ids=body.clinic_ids)
+    audit.record(ctx, principal, "account.create", detail={"login": account.login, "admin": account.is_admin})
+    return account
+
+
+@router.put("/accounts/{account_id}/scope", response_model=AccountOut, summary="Set which clinics an account sees")
+def put_account_scope(account_id: uuid.UUID, body: ScopeIn, principal: Annotated[Principal, allow("admin")],
+                      ctx: Annotated[Context, Depends(get_context)]) -> Account:
+    with ctx.db.session() as s:
+        account = s.get(Account, account_id)
+        if account is None or account.contract_id != principal.contract_id:
+            raise _account_404()
+        account.clinic_scope = parse_scope(s, principal.contract_id, body.clinic_ids)
+        audit.add(s, principal, "scope.set", detail={"account_id": str(account_id), "clinic_ids": account.clinic_scope})
+        return account
+
+
+@router.get("/stations", response_model=StationList, summary="The contract's capture stations")
+def list_stations(principal: Annotated[Principal, allow("admin")],
+                  ctx: Annotated[Context, Depends(get_context)]) -> StationList:
+    with ctx.db.read() as s:
+        rows = s.scalars(select(Station).where(Station.contract_id == principal.contract_id)
+                         .order_by(Station.name)).all()
+        return StationList(items=[StationOut.model_validate(r) for r in rows])
+
+
+@router.put("/stations/{station_id}/scope", response_model=StationOut, summary="Set which clinics a station sees")
+def put_station_scope(station_id: uuid.UUID, body: ScopeIn, principal: Annotated[Principal, allow("admin")],
+                      ctx: Annotated[Context, Depends(get_context)]) -> Station:
+    with ctx.db.session() as s:
+        station = s.get(Station, station_id)
+        if station is None or station.contract_id != principal.contract_id:
+            raise _station_404()
+        station.clinic_scope = parse_scope(s, principal.contract_id, body.clinic_ids)
+        audit.add(s, principal, "scope.set", detail={"station_id": str(station_id), "clinic_ids": station.clinic_scope})
+        return station
+
+
+@router.post("/stations/{station_id}/revoke", response_model=StationOut, summary="Revoke a lost station at once")
+def post_revoke(station_id: uuid.UUID, principal: Annotated[Principal, allow("admin")],
+                ctx: Annotated[Context, Depends(get_context)]) -> Station:
+    try:
+        station = revoke_station(ctx, station_id, principal.contract_id)
+    except LookupError:
+        raise _station_404() from None
+    audit.record(ctx, principal, "station.revoke", detail={"station_id": str(station_id)})
+    return station
+
+
+@router.post("/stations/enroll", status_code=201, response_model=Enrolled, dependencies=[allow()],
+             summary="Exchange a one-time enrollment code for the station's own token")
+def post_enroll(body: EnrollIn, ctx: Annotated[Context, Depends(get_context)]) -> Enrolled:
+    station, token = enroll_station(ctx, body.code, body.name)
+    with ctx.db.session() as s:
+        audit.add(s, None, "station.enroll", contract_id=station.contract_id,
+                  detail={"station_id": str(station.id), "name": station.name})
+    return Enrolled(id=station.id, token=token)

@@ -1,0 +1,66 @@
+// Two or four items side by side (before/after). Videos play in step: one play, one seek, one speed
+// and one frame step control them all. Each picture zooms on its own; drawings are shown.
+
+import { h, replace, trapFocus } from './dom.js';
+import { fmtDateTime, t } from './i18n.js';
+import { icon } from './icons.js';
+import { controls, playerKey, SyncGroup } from './player.js';
+import { Stage } from './stage.js';
+import { drawingsShown, loadLayers, mediaElement } from './viewer.js';
+
+export class Compare {
+  constructor({ items, onClose }) {
+    this.items = items;
+    this.onClose = onClose;
+    this.stages = items.map((item) => new Stage(mediaElement(item), { onTap: () => this.group?.toggle() }));
+    const videos = this.stages.map((s) => s.media).filter((m) => m.tagName === 'VIDEO');
+    const fps = Math.max(...items.map((i) => i.fps || 0), 0) || 30;
+    this.group = videos.length ? new SyncGroup(videos, fps) : null;
+    const cells = items.map((item, i) => {
+      const stage = this.stages[i];
+      stage.showLayers = drawingsShown();
+      stage.tolerance = 0.75 / fps;
+      loadLayers(stage, item);
+      return h('figure', { class: 'compare-cell' }, stage.el,
+        h('figcaption', {}, h('span', { class: 'badge' }, String.fromCharCode(65 + i)),
+          `${fmtDateTime(item.captured_at)} · ${t(item.kind === 'video' ? 'kind.video' : 'kind.photo')}`));
+    });
+    if (this.group) {
+      this.group.addEventListener('time', () => this.stages.forEach((s) => {
+        if (s.media.tagName === 'VIDEO') { s.time = s.media.currentTime; s.redraw(); }
+      }));
+    }
+    this.el = h('div', { class: `compare n${items.length}`, role: 'dialog', 'aria-modal': 'true',
+      'aria-labelledby': 'compare-title', id: 'compare' },
+    h('header', { class: 'viewer-bar' },
+      h('button', { class: 'btn icon-btn', type: 'button', 'aria-label': t('viewer.close'), title: t('viewer.close'),
+        id: 'compare-close', onclick: () => this.close() }, icon('close')),
+      h('div', { class: 'viewer-title', id: 'compare-title' }, h('strong', {}, t('compare.title', { n: items.length })),
+        h('span', {}, this.group ? t('compare.synced') : ''))),
+    h('div', { class: 'compare-grid' }, cells),
+    h('div', { class: 'viewer-foot' }, this.group ? controls(this.group) : null));
+    this.onKey = (e) => {
+      if (e.key === 'Escape') { e.preventDefault(); this.close(); return; }
+      if (this.group && playerKey(e, this.group)) e.preventDefault();
+    };
+    document.addEventListener('keydown', this.onKey);
+    document.body.append(this.el);
+    document.body.classList.add('has-overlay');
+    this.release = trapFocus(this.el);
+    this.el.querySelector('#compare-close').focus();
+  }
+
+  close() {
+    document.removeEventListener('keydown', this.onKey);
+    this.group?.pause();
+    for (const s of this.stages) {
+      s.destroy();
+      if (s.media.tagName === 'VIDEO') { s.media.removeAttribute('src'); s.media.load(); }
+    }
+    replace(this.el);
+    this.el.remove();
+    document.body.classList.remove('has-overlay');
+    this.release();
+    this.onClose();
+  }
+}

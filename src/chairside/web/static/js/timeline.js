@@ -1,0 +1,210 @@
+// A patient's photos and videos as a timeline by date, with thumbnails (lazy-loaded), filters (kind,
+// clinic, tag), and a selection for comparing and downloading.
+
+import { api, url } from './api.js';
+import { download, h, replace } from './dom.js';
+import { dayKey, fmtBirth, fmtDay, fmtDuration, fmtTime, t } from './i18n.js';
+import { icon } from './icons.js';
+import { sexLabel } from './search.js';
+import { toast } from './widgets.js';
+
+export const FIRST_PAGE = 60;
+const NEXT_PAGE = 500;
+
+export class PatientView {
+  constructor({ patient, clinics, uploader, onOpen, onCompare }) {
+    this.patient = patient;
+    this.clinics = clinics;
+    this.uploader = uploader;
+    this.onOpen = onOpen;
+    this.onCompare = onCompare;
+    this.items = [];
+    this.tags = new Map();
+    this.allTags = [];
+    this.filter = { kind: '', clinic: '', tag: '' };
+    this.selecting = false;
+    this.selected = new Set();
+    this.loaded = false;
+    this.painted = new Promise((resolve) => { this.firstPaint = resolve; });
+    this.timeline = h('div', { class: 'timeline', id: 'timeline', 'aria-busy': 'true' });
+    this.count = h('span', { class: 'count', role: 'status' });
+    this.selectionBar = h('div', { class: 'selection-bar', hidden: true, role: 'toolbar', 'aria-label': t('select.bar') });
+    this.toolbar = h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': t('filter.bar') });
+    this.el = h('section', { class: 'patient-view', 'aria-labelledby': 'patient-name' },
+      this.header(), this.toolbar, this.selectionBar, this.timeline);
+    uploader.acceptDrops(this.el);
+    this.paintToolbar();
+  }
+
+  header() {
+    const p = this.patient;
+    const clinic = this.clinics.find((c) => c.id === p.clinic_id);
+    return h('header', { class: 'patient-head' },
+      h('h1', { id: 'patient-name' }, h('span', { class: 'name' }, p.name), h('span', { class: 'kana' }, p.name_kana)),
+      h('p', { class: 'meta' }, [`${t('patient.chart')} ${p.chart_no}`, clinic?.name, fmtBirth(p.birth_date), sexLabel(p.sex)]
+        .filter(Boolean).join(' · ')));
+  }
+
+  paintToolbar() {
+    const kinds = [['', t('filter.all')], ['video', t('filter.videos')], ['image', t('filter.photos')]];
+    const seg = h('div', { class: 'seg', role: 'group', 'aria-label': t('filter.kind') }, kinds.map(([value, label]) =>
+      h('button', { type: 'button', class: 'seg-btn', 'aria-pressed': String(this.filter.kind === value),
+        dataset: { kind: value || 'all' }, onclick: () => { this.filter.kind = value; this.paintToolbar(); this.render(); } },
+      label)));
+    const clinicIds = [...new Set(this.items.map((m) => m.clinic_id))];
+    const clinicSelect = clinicIds.length > 1 || this.clinics.length > 1 ? h('select', { id: 'filter-clinic',
+      'aria-label': t('filter.clinic'), onchange: (e) => { this.filter.clinic = e.target.value; this.render(); } },
+    h('option', { value: '' }, t('filter.allClinics')),
+    this.clinics.map((c) => h('option', { value: c.id, selected: this.filter.clinic === c.id }, c.name))) : null;
+    const tagSelect = this.allTags.length ? h('select', { id: 'filter-tag', 'aria-label': t('filter.tag'),
+      onchange: (e) => { this.filter.tag = e.target.value; this.render(); } },
+    h('option', { value: '' }, t('filter.allTags')),
+    this.allTags.map((tag) => h('option', { value: tag, selected: this.filter.tag === tag }, tag))) : null;
+    replace(this.toolbar, seg, clinicSelect, tagSelect, this.count, h('span', { class: 'spacer' }),
+      h('button', { class: 'btn', type: 'button', id: 'select-toggle', 'aria-pressed': String(this.selecting),
+        onclick: () => this.setSelecting(!this.selecting) }, icon('select', { size: 20 }),
+      h('span', {}, this.selecting ? t('select.done') : t('select.start'))),
+      h('button', { class: 'btn primary', type: 'button', id: 'import-button', onclick: () => this.uploader.show() },
+        icon('upload', { size: 20 }), h('span', {}, t('import.button'))));
+  }
+
+  setSelecting(on) {
+    this.selecting = on;
+    if (!on) this.selected.clear();
+    this.paintToolbar();
+    this.paintSelection();
+    this.render();
+  }
+
+  paintSelection() {
+    this.selectionBar.hidden = !this.selecting;
+    const n = this.selected.size;
+    const chosen = () => this.items.filter((m) => this.selected.has(m.id));
+    replace(this.selectionBar,
+      h('span', { class: 'sel-count', role: 'status' }, t('select.count', { n })),
+      h('button', { class: 'btn', type: 'button', id: 'select-all', onclick: () => {
+        for (const m of this.visible()) this.selected.add(m.id);
+        this.paintSelection();
+        this.render();
+      } }, t('select.all')),
+      h('button', { class: 'btn primary', type: 'button', id: 'compare-button', disabled: n < 2 || n > 4,
+        title: t('select.compareHint'), onclick: () => this.onCompare(chosen()) }, icon('compare', { size: 20 }),
+      h('span', {}, t('select.compare'))),
+      h('button', { class: 'btn', type: 'button', id: 'download-button', disabled: n < 1, onclick: () => {
+        download(url.zip(chosen().map((m) => m.id)));
+        toast(t('select.downloading', { n }));
+      } }, icon('download', { size: 20 }), h('span', {}, t('select.download'))));
+  }
+
+  /** `early`: the first page and the tags, when already asked for (a deep link). */
+  async load(early = null) {
+    const id = this.patient.id;
+    performance.clearMarks('cs:timeline-dom');
+    performance.clearMarks('cs:first-thumbnail');
+    performance.clearMarks('cs:timeline-complete');
+    const tags = (early?.tags || api(`/api/v1/patients/${id}/tags`)).catch(() => ({ items: [], tags: [] }));
+    let page = await (early?.firstPage || api(`/api/v1/patients/${id}/media?limit=${FIRST_PAGE}`));
+    this.items = page.items;
+    this.render();
+    performance.mark('cs:timeline-dom');
+    this.timeline.dataset.painted = '1';
+    this.firstPaint();
+    this.applyTags(await tags);
+    while (page.next_cursor) {
+      page = await api(`/api/v1/patients/${id}/media?limit=${NEXT_PAGE}&cursor=${encodeURIComponent(page.next_cursor)}`);
+      this.items.push(...page.items);
+      this.render();
+    }
+    this.loaded = true;
+    performance.mark('cs:timeline-complete');
+    this.timeline.setAttribute('aria-busy', 'false');
+    this.timeline.dataset.loaded = '1';
+    this.paintToolbar();
+  }
+
+  applyTags(list) {
+    this.tags = new Map(list.items.map((x) => [x.media_id, x.tags]));
+    this.allTags = list.tags;
+    this.paintToolbar();
+    this.render();
+  }
+
+  setTags(mediaId, tags) {
+    if (tags.length) this.tags.set(mediaId, tags); else this.tags.delete(mediaId);
+    this.allTags = [...new Set([...this.tags.values()].flat())].sort();
+    this.paintToolbar();
+    this.render();
+  }
+
+  async addItem(mediaId) {
+    if (this.items.some((m) => m.id === mediaId)) return;
+    const item = await api(`/api/v1/media/${mediaId}`);
+    this.items.push(item);
+    this.items.sort((a, b) => (a.captured_at < b.captured_at ? 1 : a.captured_at > b.captured_at ? -1 : 0));
+    this.paintToolbar();
+    this.render();
+  }
+
+  visible() {
+    const { kind, clinic, tag } = this.filter;
+    return this.items.filter((m) => (!kind || m.kind === kind) && (!clinic || m.clinic_id === clinic)
+      && (!tag || (this.tags.get(m.id) || []).includes(tag)));
+  }
+
+  render() {
+    const items = this.visible();
+    this.count.textContent = t('filter.count', { n: items.length });
+    this.timeline.dataset.count = String(items.length);
+    if (!items.length) {
+      replace(this.timeline, h('p', { class: 'empty' }, this.items.length ? t('timeline.noMatch') : t('timeline.empty')));
+      return;
+    }
+    const groups = new Map();
+    for (const item of items) {
+      const key = dayKey(item.captured_at);
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(item);
+    }
+    let n = 0;
+    replace(this.timeline, [...groups.entries()].map(([day, list]) => h('section', { class: 'day', 'aria-label': fmtDay(day) },
+      h('h2', { class: 'day-title' }, fmtDay(day), h('small', {}, t('filter.count', { n: list.length }))),
+      h('ul', { class: 'tiles' }, list.map((item) => this.tile(item, items, n++))))));
+  }
+
+  /** One thumbnail; the first few are fetched first (they are what the eye lands on). */
+  tile(item, items, n) {
+    const first = n === 0;
+    const video = item.kind === 'video';
+    const tags = this.tags.get(item.id) || [];
+    const selected = this.selected.has(item.id);
+    const label = [t(video ? 'kind.video' : 'kind.photo'), fmtTime(item.captured_at),
+      video && item.duration_s ? fmtDuration(item.duration_s) : '', tags.join(' ')].filter(Boolean).join(' ');
+    const img = h('img', { src: url.thumbnail(item.id), loading: 'lazy', decoding: 'async', alt: '', width: 320, height: 240,
+      fetchpriority: n < 8 ? 'high' : null });
+    if (first) {
+      img.addEventListener('load', () => {
+        if (!performance.getEntriesByName('cs:first-thumbnail').length) performance.mark('cs:first-thumbnail');
+      }, { once: true });
+    }
+    img.addEventListener('error', () => img.classList.add('broken'), { once: true });
+    return h('li', { class: `tile${selected ? ' selected' : ''}`, dataset: { id: item.id, kind: item.kind } },
+      h('button', { class: 'tile-btn', type: 'button', 'aria-label': label,
+        'aria-pressed': this.selecting ? String(selected) : null,
+        onclick: (e) => {
+          if (this.selecting) {
+            const on = !this.selected.has(item.id);
+            if (on) this.selected.add(item.id); else this.selected.delete(item.id);
+            e.currentTarget.setAttribute('aria-pressed', String(on));
+            e.currentTarget.parentElement.classList.toggle('selected', on);
+            this.paintSelection();
+          } else {
+            this.onOpen(items, items.indexOf(item));
+          }
+        } },
+      img,
+      video ? h('span', { class: 'badge-video' }, icon('play', { size: 12 }), item.duration_s ? fmtDuration(item.duration_s) : '') : null,
+      h('span', { class: 'tile-time' }, fmtTime(item.captured_at)),
+      tags.length ? h('span', { class: 'tile-tags' }, tags.join(' · ')) : null,
+      this.selecting ? h('span', { class: 'tile-check', 'aria-hidden': 'true' }, icon('check', { size: 18 })) : null));
+  }
+}

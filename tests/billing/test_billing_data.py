@@ -1,0 +1,135 @@
+"""From the database to domain.billing: invoices computed from contracts, clinics, plan history and accounts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import update
+
+from chairside import plan_changes
+from chairside.api.context import Context
+from chairside.billing_data import contract_billing, invoices_for_month
+from chairside.db.models import Account, Clinic, Contract, utcnow
+from chairside.domain.billing import Invoice, Month, PlanChange, invoice_for
+
+JST = ZoneInfo("Asia/Tokyo")
+
+
+def jst(*args: int) -> datetime:
+    return datetime(*args, tzinfo=JST)
+
+
+def _contract(ctx: Context, created: datetime, plan: int = 100, clinics: int = 1, name: str = "デモ歯科") -> uuid.UUID:
+    with ctx.db.session() as s:
+        contract = Contract(name=name, plan_hours=plan, created_at=created)
+        s.add(contract)
+        s.flush()
+        plan_changes.record_first_plan(s, contract)
+        for i in range(clinics):
+            s.add(Clinic(contract_id=contract.id, name=f"{name} {i + 1}", created_at=created))
+        return contract.id
+
+
+def _account(ctx: Context, contract_id: uuid.UUID, created: datetime, disabled: datetime | None = None) -> None:
+    with ctx.db.session() as s:
+        s.add(Account(contract_id=contract_id, login=f"u{uuid.uuid4().hex[:8]}", password_hash="x",
+                      created_at=created, disabled_at=disabled))
+
+
+def _invoice(ctx: Context, contract_id: uuid.UUID, month: Month) -> Invoice | None:
+    with ctx.db.read() as s:
+        contract = s.get(Contract, contract_id)
+        assert contract is not None
+        return invoice_for(contract_billing(s, contract), month)
+
+
+def _lines(invoice: Invoice | None) -> list[tuple[str, int, int]]:
+    assert invoice is not None
+    return [(str(line.code), line.quantity, line.amount_yen) for line in invoice.lines]
+
+
+def test_a_contracts_invoices_come_from_its_rows(ctx: Context) -> None:
+    c = _contract(ctx, jst(2026, 3, 10, 9), plan=100)
+    with ctx.db.session() as s:
+        s.add(Clinic(contract_id=c, name="駅前分院", created_at=jst(2026, 5, 20, 14)))
+    _account(ctx, c, jst(2026, 3, 12, 10))
+    _account(ctx, c, jst(2026, 5, 2, 10), disabled=jst(2026, 5, 31, 18))
+    request = plan_changes.request_plan(ctx.db, c, 300, account_id=None, name="admin")
+    plan_changes.decide(ctx.db, request.id, approve=True, now=jst(2026, 4, 15, 11))
+
+    assert _invoice(ctx, c, Month(2026, 3)) is None  # the month of the start is free
+    assert _lines(_invoice(ctx, c, Month(2026, 4))) == [
+        ("maintenance", 1, 5_700), ("plan", 1, 2_200), ("viewer_accounts", 1, 1_650), ("setup_fee", 1, 88_000)]
+    may = _invoice(ctx, c, Month(2026, 5))
+    assert _lines(may) == [  # the plan approved on 15 April is billed from May; the branch's setup fee
+        ("maintenance", 1, 5_700), ("plan", 1, 6_400), ("viewer_accounts", 2, 3_300), ("setup_fee", 1, 88_000)]
+    assert may is not None and may.total_yen == 103_400
+    assert _lines(_invoice(ctx, c, Month(2026, 6))) == [
+        ("maintenance", 1, 5_700), ("plan", 1, 6_400), ("viewer_accounts", 1, 1_650)]
+
+
+def test_days_are_japanese_calendar_days(ctx: Context) -> None:
+    c = _contract(ctx, jst(2026, 3, 31, 23, 30))  # 14:30 UTC on the 31st: still March in Japan
+    with ctx.db.session() as s:
+        s.add(Clinic(contract_id=c, name="分院", created_at=datetime(2026, 5, 31, 15, 30, tzinfo=ZoneInfo("UTC"))))
+    with ctx.db.read() as s:
+        contract = s.get(Contract, c)
+        assert contract is not None
+        facts = contract_billing(s, contract)
+    assert str(facts.service_start) == "2026-03-31"
+    assert [str(cl.setup_on) for cl in facts.clinics] == ["2026-03-31", "2026-06-01"]  # 00:30 on 1 June in Japan
+    assert [line.code for line in _invoice(ctx, c, Month(2026, 6)).lines].count("setup_fee") == 1  # type: ignore[union-attr]
+
+
+def test_several_changes_in_one_day_count_as_that_days_last(ctx: Context) -> None:
+    c = _contract(ctx, jst(2026, 1, 5, 9))
+    for hours, hour in ((500, 9), (200, 15)):
+        with ctx.db.session() as s:
+            plan_changes.apply_plan(s, c, hours, reason="operator", now=jst(2026, 3, 1, hour))
+    with ctx.db.read() as s:
+        contract = s.get(Contract, c)
+        assert contract is not None
+        history = contract_billing(s, contract).plan_history
+    assert [(str(p.effective_on), p.hours) for p in history] == [("2026-01-05", 100), ("2026-03-01", 200)]
+    assert ("plan", 1, 4_300) in _lines(_invoice(ctx, c, Month(2026, 3)))
+
+
+def test_a_contract_older_than_its_plan_history_starts_on_the_plan_before_the_first_change(ctx: Context) -> None:
+    created = jst(2026, 1, 5, 9)
+    with ctx.db.session() as s:
+        s.add(Contract(id=(c := uuid.uuid4()), name="古い契約", plan_hours=300, created_at=created))
+        s.flush()
+        s.add(Clinic(contract_id=c, name="本院", created_at=created))
+    assert ("plan", 1, 6_400) in _lines(_invoice(ctx, c, Month(2026, 2)))  # no history at all: the current plan
+    with ctx.db.session() as s:
+        plan_changes.apply_plan(s, c, 500, reason="operator", now=jst(2026, 3, 10, 9))
+    assert ("plan", 1, 6_400) in _lines(_invoice(ctx, c, Month(2026, 3)))
+    assert ("plan", 1, 10_600) in _lines(_invoice(ctx, c, Month(2026, 4)))
+    with ctx.db.read() as s:
+        contract = s.get(Contract, c)
+        assert contract is not None
+        assert contract_billing(s, contract).plan_history[0] == PlanChange(created.date(), 300)
+
+
+def test_every_contract_is_invoiced_and_one_that_cannot_be_is_reported(ctx: Context) -> None:
+    a = _contract(ctx, jst(2026, 1, 5, 9), name="A 歯科")
+    b = _contract(ctx, jst(2026, 1, 20, 9), plan=400, clinics=2, name="B 歯科")
+    _contract(ctx, jst(2026, 2, 3, 9), name="C 歯科 (starts in February: nothing to bill)")
+    broken = _contract(ctx, jst(2026, 1, 6, 9), clinics=0, name="支店なし")
+    invoices, skipped = invoices_for_month(ctx.db, Month(2026, 2))
+    assert [i.contract_id for i in invoices] == [str(a), str(b)]
+    assert [i.total_yen for i in invoices] == [5_700 + 2_200 + 88_000, 5_700 + 8_500 + 2 * 88_000]
+    [s] = skipped
+    assert s.contract_id == broken and "no clinic" in s.reason
+
+
+def test_an_account_disabled_before_a_month_is_not_billed_for_it(ctx: Context) -> None:
+    c = _contract(ctx, jst(2026, 1, 5, 9))
+    _account(ctx, c, jst(2026, 1, 6, 9), disabled=jst(2026, 2, 28, 23))
+    assert ("viewer_accounts", 1, 1_650) in _lines(_invoice(ctx, c, Month(2026, 2)))
+    assert all(code != "viewer_accounts" for code, _, _ in _lines(_invoice(ctx, c, Month(2026, 3))))
+    with ctx.db.session() as s:
+        s.execute(update(Account).where(Account.contract_id == c).values(disabled_at=None))
+    assert ("viewer_accounts", 1, 1_650) in _lines(_invoice(ctx, c, Month.of((utcnow() + timedelta(days=1)).date())))
