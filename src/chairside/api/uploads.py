@@ -352,6 +352,9 @@ def _commit_offset(ctx: Context, upload: Upload, new_offset: int) -> Upload:
 async def _complete(ctx: Context, principal: Principal, upload: Upload) -> Upload:
     """All bytes are in: check the whole-file hash, ingest, and mark the upload done."""
     store = parts(ctx)
+    part, staged = store.path(upload.id), store.path(upload.id).with_suffix(".ingest")
+    if not part.exists() and staged.exists():  # the server stopped while storing: take it up again
+        os.replace(staged, part)
     hasher = await anyio.to_thread.run_sync(store.hasher_at, upload.id, upload.length)
     digest = hasher.hexdigest()
     if upload.expected_sha256 and digest != upload.expected_sha256:
@@ -366,13 +369,13 @@ async def _complete(ctx: Context, principal: Principal, upload: Upload) -> Uploa
                 raise Problem(422, "The patient this file is for no longer exists.", code="unknown-patient")
             clinic_id = patient.clinic_id
         station_clinic = _station_clinic(ctx, upload)
-        # Ingest a hard link, so the partial file stays until the upload is marked done: a crash
-        # anywhere in between is finished by the next HEAD or PATCH from the bytes still here.
-        link = store.path(upload.id).with_suffix(".ingest")
-        link.unlink(missing_ok=True)
-        os.link(store.path(upload.id), link)
+        # Stage the finished file under its own name (one link, so the blob store adopts it by
+        # rename, not a copy); on any failure it goes back, so a retry or a drop finds it.
+        part = store.path(upload.id)
+        staged = part.with_suffix(".ingest")
+        os.replace(part, staged)
         req = IngestRequest(
-            path=link, sha256=digest, size=upload.length, media_id=upload.media_id,
+            path=staged, sha256=digest, size=upload.length, media_id=upload.media_id,
             contract_id=upload.contract_id, clinic_id=station_clinic or clinic_id,
             patient_id=upload.patient_id, filename=upload.filename, captured_at=upload.captured_at,
             source="station" if principal.role in ("station", "relay") else "viewer",
@@ -381,8 +384,11 @@ async def _complete(ctx: Context, principal: Principal, upload: Upload) -> Uploa
         )
         try:
             ingest(ctx.db, ctx.blobs, req, thumbnail_max_side=ctx.settings.thumbnail_max_side)
-        finally:
-            link.unlink(missing_ok=True)
+        except BaseException:
+            if staged.exists():
+                os.replace(staged, part)
+            raise
+        staged.unlink(missing_ok=True)  # left in place when the same bytes were already stored
         with ctx.db.session() as s:
             s.execute(update(Upload).where(Upload.id == upload.id).values(completed_at=utcnow()))
             done = s.get(Upload, upload.id)

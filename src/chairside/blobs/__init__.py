@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .base import BlobHashMismatch, BlobInfo, BlobNotFound, BlobReader, BlobStore, validate_key
 from .filesystem import FilesystemBlobStore
-from .s3 import S3BlobStore
+
+if TYPE_CHECKING:
+    from .s3 import S3BlobStore
+
+
+def __getattr__(name: str) -> Any:
+    # boto3 costs ~10 MB of memory at import: load it only for a store that lives in S3.
+    if name == "S3BlobStore":
+        from .s3 import S3BlobStore
+
+        return S3BlobStore
+    raise AttributeError(name)
 
 __all__ = [
     "BlobHashMismatch",
@@ -61,6 +73,8 @@ def _open_s3(url: str, bucket: str, path: str, query: str) -> S3BlobStore:
         if name in options:
             raise ValueError(f"option {name!r} given twice in {url!r}")
         options[name] = value
+    from .s3 import S3BlobStore
+
     prefix = unquote(path).strip("/")
     return S3BlobStore(
         bucket,

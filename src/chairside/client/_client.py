@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import os
 import time
@@ -229,6 +230,11 @@ class Client:
                 if not response.is_success:
                     _raise_upload(response)
                 offset = int(response.headers["Upload-Offset"])
+                # httpx's request and response form reference cycles that keep each sent chunk
+                # alive until the cyclic collector runs: collect now, so memory stays flat
+                # (bench/rss.py: 677 MB → 93 MB for a 5 GiB upload).
+                del response
+                gc.collect()
                 if offset == hashed + len(data):
                     whole.update(data)
                     hashed = offset

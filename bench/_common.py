@@ -1,0 +1,234 @@
+"""Shared setup for the benchmarks: work folders, a seeded data folder, a real server process, figures.
+
+Every benchmark starts its own `chairside cloud serve` (a subprocess on a loopback port)
+over a data folder seeded here, measures a reference in the same run, and removes what it
+made. Work folders live under bench/.work/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the venv's bin/, whichever venv runs the benchmark
+WORK = ROOT / "bench" / ".work"
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+# -- folders and files ---------------------------------------------------------------------
+
+@contextlib.contextmanager
+def workdir(name: str, keep: bool = False) -> Iterator[Path]:
+    """A fresh folder under bench/.work/, removed afterwards (unless keep)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=WORK))
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def long_video(path: Path, size: int) -> Path:
+    """A real H.264 MP4 of about `size` bytes, made once and reused (bench/.work/ is a cache)."""
+    if path.exists() and abs(path.stat().st_size - size) < 16 * MiB:
+        return path
+    from chairside.media.generate import make_long_video
+
+    t = time.perf_counter()
+    tmp = path.with_name(path.name + ".making.mp4")
+    make_long_video(tmp, target_bytes=size)
+    tmp.rename(path)
+    print(f"made {path.name}: {path.stat().st_size / MiB:,.0f} MiB in {time.perf_counter() - t:.1f} s")
+    return path
+
+
+# -- a seeded data folder -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Seeded:
+    data_dir: Path
+    database_url: str | None
+    contract_id: uuid.UUID
+    clinic_id: uuid.UUID
+    patient_id: uuid.UUID
+    token: str
+
+
+def seed(data_dir: Path, database_url: str | None = None) -> Seeded:
+    """A contract, a clinic, a station (with its token) and one patient, through the Python API."""
+    from chairside.api.patients import index_patient
+    from chairside.app import build_context
+    from chairside.cli.admin import create_station
+    from chairside.db.models import Clinic, Contract, Patient
+    from chairside.settings import Settings
+
+    settings = Settings.load(environ={}, data_dir=data_dir, database_url=database_url)
+    ctx = build_context(settings)
+    try:
+        with ctx.db.session() as s:
+            contract = Contract(name="医療法人 ベンチ歯科", plan_hours=100)
+            s.add(contract)
+            s.flush()
+            clinic = Clinic(contract_id=contract.id, name="ベンチ歯科 本院")
+            s.add(clinic)
+            s.flush()
+            patient = Patient(contract_id=contract.id, clinic_id=clinic.id, chart_no="00001",
+                              name="山田 太郎", name_kana="ヤマダ タロウ", sex="male")
+            s.add(patient)
+            s.flush()
+            index_patient(s, patient)
+            ids = contract.id, clinic.id, patient.id
+        _, token = create_station(ctx, ids[1], "Bench chair")
+    finally:
+        ctx.db.dispose()
+    return Seeded(data_dir, database_url, *ids, token=token)
+
+
+# -- a server process ---------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Server:
+    """`chairside cloud serve` in a subprocess on a loopback port; stopped (SIGINT, then kill) on exit."""
+
+    def __init__(self, data_dir: Path, *, database_url: str | None = None, extra: Sequence[str] = (),
+                 env: dict[str, str] | None = None, what_if: Sequence[str] = ()) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        # With what_if, the same command runs through bench/_whatif.py with proposed changes applied.
+        command = [str(BIN / "python"), str(ROOT / "bench" / "_whatif.py"), *what_if, "--"] if what_if else [
+            str(BIN / "chairside")]
+        self.args = [*command, "cloud", "serve", "--data", str(data_dir), "--port", str(self.port), *extra]
+        if database_url:
+            self.args += ["--database-url", database_url]
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = data_dir.parent / f"server-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        self.log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/api/v1/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+            time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        stop(self.proc)
+        self.log.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.pid)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process we started, by its id: SIGINT, then SIGKILL after 20 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    """The process and its live children (uvicorn workers, when there are some)."""
+    try:
+        top = psutil.Process(pid)
+        return [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for p in tree(pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def tree_rss(pid: int) -> int:
+    total = 0
+    for p in tree(pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += p.memory_info().rss
+    return total
+
+
+# -- figures ------------------------------------------------------------------------------
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0–100), nearest-rank on the sorted values."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+def fmt_runs(values: Sequence[float], spec: str = ".0f") -> str:
+    return "[" + ", ".join(format(v, spec) for v in values) + "]"
+
+
+def machine() -> str:
+    """One paragraph on where this ran: date, cores, memory, Python."""
+    mem = psutil.virtual_memory()
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (f"{dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} · {os.cpu_count()} CPUs ({model}) · "
+            f"RAM {mem.total / GiB:.1f} GiB total, {mem.available / GiB:.1f} GiB available · "
+            f"load {os.getloadavg()[0]:.2f} · Python {platform.python_version()}")
+
+
+def header(title: str) -> None:
+    print(f"== {title}")
+    print(f"   {machine()}")
