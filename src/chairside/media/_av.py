@@ -55,7 +55,11 @@ def video_stream(container: InputContainer) -> VideoStream:
     if not candidates:
         raise UnsupportedMedia.no_video_track()
     defaults = [s for s in candidates if s.disposition & Disposition.default]
-    return (defaults or candidates)[0]
+    stream = (defaults or candidates)[0]
+    # We decode a handful of frames: one decoder thread keeps memory low (FFmpeg's default
+    # frame threading holds a 1080p frame per thread) and costs nothing measurable here.
+    stream.codec_context.thread_count = 1
+    return stream
 
 
 def duration_seconds(container: InputContainer, stream: VideoStream) -> float | None:
