@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +17,8 @@ from chairside.api.context import Context, get_context
 from chairside.api.principal import Principal, allow
 from chairside.db.models import Account, Station
 from chairside.errors import Problem
+
+ScopedT = TypeVar("ScopedT", Account, Station)
 
 router = APIRouter(prefix="/api/v1", tags=["administration"])
 
@@ -80,6 +83,20 @@ def _account_404() -> Problem:
     return Problem(404, "This account was not found.", code="account-not-found")
 
 
+def _set_scope(
+    ctx: Context, principal: Principal, model: type[ScopedT], ident: uuid.UUID, body: ScopeIn,
+    not_found: Callable[[], Problem], key: str,
+) -> ScopedT:
+    """Set the clinics a station or an account of the caller's contract may see, and audit it."""
+    with ctx.db.session() as s:
+        row = s.get(model, ident)
+        if row is None or row.contract_id != principal.contract_id:
+            raise not_found()
+        row.clinic_scope = parse_scope(s, principal.contract_id, body.clinic_ids)
+        audit.add(s, principal, "scope.set", detail={key: str(ident), "clinic_ids": row.clinic_scope})
+        return row
+
+
 @router.get("/accounts", response_model=AccountList, summary="The contract's viewer accounts")
 def list_accounts(principal: Annotated[Principal, allow("admin")],
                   ctx: Annotated[Context, Depends(get_context)]) -> AccountList:
@@ -101,13 +118,7 @@ def post_account(body: AccountIn, principal: Annotated[Principal, allow("admin")
 @router.put("/accounts/{account_id}/scope", response_model=AccountOut, summary="Set which clinics an account sees")
 def put_account_scope(account_id: uuid.UUID, body: ScopeIn, principal: Annotated[Principal, allow("admin")],
                       ctx: Annotated[Context, Depends(get_context)]) -> Account:
-    with ctx.db.session() as s:
-        account = s.get(Account, account_id)
-        if account is None or account.contract_id != principal.contract_id:
-            raise _account_404()
-        account.clinic_scope = parse_scope(s, principal.contract_id, body.clinic_ids)
-        audit.add(s, principal, "scope.set", detail={"account_id": str(account_id), "clinic_ids": account.clinic_scope})
-        return account
+    return _set_scope(ctx, principal, Account, account_id, body, _account_404, "account_id")
 
 
 @router.get("/stations", response_model=StationList, summary="The contract's capture stations")
@@ -122,13 +133,7 @@ def list_stations(principal: Annotated[Principal, allow("admin")],
 @router.put("/stations/{station_id}/scope", response_model=StationOut, summary="Set which clinics a station sees")
 def put_station_scope(station_id: uuid.UUID, body: ScopeIn, principal: Annotated[Principal, allow("admin")],
                       ctx: Annotated[Context, Depends(get_context)]) -> Station:
-    with ctx.db.session() as s:
-        station = s.get(Station, station_id)
-        if station is None or station.contract_id != principal.contract_id:
-            raise _station_404()
-        station.clinic_scope = parse_scope(s, principal.contract_id, body.clinic_ids)
-        audit.add(s, principal, "scope.set", detail={"station_id": str(station_id), "clinic_ids": station.clinic_scope})
-        return station
+    return _set_scope(ctx, principal, Station, station_id, body, _station_404, "station_id")
 
 
 @router.post("/stations/{station_id}/revoke", response_model=StationOut, summary="Revoke a lost station at once")
