@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
 import httpx
 import psutil
@@ -56,6 +57,7 @@ def long_video(path: Path, size: int) -> Path:
 
     t = time.perf_counter()
     tmp = path.with_name(path.name + ".making.mp4")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     make_long_video(tmp, target_bytes=size)
     tmp.rename(path)
     print(f"made {path.name}: {path.stat().st_size / MiB:,.0f} MiB in {time.perf_counter() - t:.1f} s")
@@ -113,35 +115,29 @@ def free_port() -> int:
         return port
 
 
-class Server:
-    """`chairside cloud serve` in a subprocess on a loopback port; stopped (SIGINT, then kill) on exit."""
+class Service:
+    """A `chairside … serve` subprocess on a loopback port, ready once /api/v1/health answers;
+    stopped (SIGINT, then kill) on exit. Its output goes to `log_path`."""
 
-    def __init__(self, data_dir: Path, *, database_url: str | None = None, extra: Sequence[str] = (),
-                 env: dict[str, str] | None = None, what_if: Sequence[str] = ()) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        # With what_if, the same command runs through bench/_whatif.py with proposed changes applied.
-        command = [str(BIN / "python"), str(ROOT / "bench" / "_whatif.py"), *what_if, "--"] if what_if else [
-            str(BIN / "chairside")]
-        self.args = [*command, "cloud", "serve", "--data", str(data_dir), "--port", str(self.port), *extra]
-        if database_url:
-            self.args += ["--database-url", database_url]
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.args = args
         self.env = {**os.environ, **(env or {})}
-        self.log_path = data_dir.parent / f"server-{self.port}.log"
+        self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+                raise RuntimeError(f"{self.args[1]} exited with {self.proc.returncode}:\n"
+                                   f"{self.log_path.read_text()[-3000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(self.url + "/api/v1/health", timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+                raise RuntimeError(f"{self.args[1]} did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.1)
         return self
 
@@ -151,12 +147,51 @@ class Server:
         self.log.close()
 
     @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def port(self) -> int:
+        return int(self.args[self.args.index("--port") + 1])
+
+    @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
 
     def cpu_seconds(self) -> float:
         return tree_cpu_seconds(self.pid)
+
+
+class Server(Service):
+    """`chairside cloud serve` (SQLite in `data_dir` unless a database URL is given)."""
+
+    def __init__(self, data_dir: Path, *, database_url: str | None = None, extra: Sequence[str] = (),
+                 env: dict[str, str] | None = None, what_if: Sequence[str] = ()) -> None:
+        port = free_port()
+        # With what_if, the same command runs through bench/_whatif.py with proposed changes applied.
+        command = [str(BIN / "python"), str(ROOT / "bench" / "_whatif.py"), *what_if, "--"] if what_if else [
+            str(BIN / "chairside")]
+        args = [*command, "cloud", "serve", "--data", str(data_dir), "--port", str(port), *extra]
+        if database_url:
+            args += ["--database-url", database_url]
+        super().__init__(args, data_dir.parent / f"server-{port}.log", env)
+
+
+class Relay(Service):
+    """`chairside relay serve` for the cloud at `upstream` (often the WAN emulator in front of it)."""
+
+    def __init__(self, data_dir: Path, upstream: str, token: str, env: dict[str, str] | None = None) -> None:
+        port = free_port()
+        args = [str(BIN / "chairside"), "relay", "serve", "--data", str(data_dir), "--upstream", upstream,
+                "--token", token, "--host", "127.0.0.1", "--port", str(port)]
+        super().__init__(args, data_dir.parent / f"relay-{port}.log", env)
+
+    def status(self, token: str) -> dict[str, Any]:
+        r = httpx.get(self.url + "/api/v1/relay/status", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        r.raise_for_status()
+        body: dict[str, Any] = r.json()
+        return body
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -1,6 +1,6 @@
 """Run `chairside …` with proposed changes applied in memory, to measure them before they land.
 
-    python bench/_whatif.py adopt-upload cache-reads -- cloud serve --data DIR --port P [--workers 2]
+    python bench/_whatif.py adopt-upload -- cloud serve --data DIR --port P [--workers 2]
 
 Changes (each names what a real fix would touch; see docs/benchmarks.md):
 
@@ -10,10 +10,6 @@ Changes (each names what a real fix would touch; see docs/benchmarks.md):
   upload is copied (and hashed again) into the blob store. Emulated by letting the store
   adopt the upload's own `.ingest` link (the other link is the `.part` file, which
   `_complete` removes right after the row is committed).
-- cache-reads: a 5-second in-process cache of station token → principal
-  (`principal._station`) and of (caller's scope, media id) → item (`media._item`), so a
-  player's stream of range requests costs no SQLite query per request. (A real version
-  needs invalidation on revoke, trash and purge, or a TTL that is acceptable for them.)
 
 With `--workers N` the changes are applied again in each worker process.
 
@@ -29,7 +25,6 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -50,37 +45,7 @@ def adopt_upload() -> None:
     filesystem.FilesystemBlobStore._can_adopt = can_adopt  # type: ignore[method-assign]
 
 
-def cache_reads(ttl: float = 5.0) -> None:
-    import dataclasses
-
-    from chairside.api import media, principal
-
-    station, item = principal._station, media._item
-    stations: dict[str, tuple[float, Any]] = {}
-    items: dict[tuple[Any, ...], tuple[float, Any]] = {}
-
-    def cached_station(ctx: Any, token: str, address: str) -> Any:
-        hit = stations.get(token)
-        if hit is not None and time.monotonic() - hit[0] < ttl:
-            return dataclasses.replace(hit[1], address=address)
-        found = station(ctx, token, address)
-        stations[token] = (time.monotonic(), found)
-        return found
-
-    def cached_item(ctx: Any, who: Any, media_id: Any, *, include_deleted: bool = False) -> Any:
-        key = (who.contract_id, who.clinic_ids, media_id, include_deleted)
-        hit = items.get(key)
-        if hit is not None and time.monotonic() - hit[0] < ttl:
-            return hit[1]
-        found = item(ctx, who, media_id, include_deleted=include_deleted)
-        items[key] = (time.monotonic(), found)
-        return found
-
-    principal._station = cached_station
-    media._item = cached_item
-
-
-CHANGES = {"adopt-upload": adopt_upload, "cache-reads": cache_reads}
+CHANGES = {"adopt-upload": adopt_upload}
 
 
 def pipelined_upload(client: Any, path: Path, patient_id: Any, chunk_size: int = 16 << 20) -> Any:

@@ -2,12 +2,14 @@
 
 A database built by the migrations is seeded in bulk (executemany on SQLite, COPY on
 PostgreSQL) with realistic Japanese patients (50 family x 50 given names, with kana; seven
-clinic-wide chart numbers), their `patient_search_terms` rows from `domain.kana.search_terms`,
-and 1,000,000 media rows, two patients holding ~50 and ~1,000 items. Then a warm
-`chairside cloud serve` is asked, one request after another over one keep-alive
-connection, for:
+clinic-wide chart numbers), their `patient_search_terms` rows from `db.search.index_rows`
+(every prefix of every search term, with the kana sort key), and 1,000,000 media rows, two
+patients holding ~50 and ~1,000 items. Then a warm `chairside cloud serve` is asked, one
+request after another over one keep-alive connection, for:
 
 - GET /api/v1/patients?q=… with kana, half-width kana, kanji and chart-number prefixes;
+- the same with the broadest queries there are: one kana or one digit (「さ」, 「ﾔ」, 「1」), each
+  matching thousands to all of the patients, whose first 50 by kana must still come at once;
 - GET /api/v1/patients/{id}/media for the ~50-item patient, and for the ~1,000-item one
   (the first page of 200, and all 1,000 at limit=1000 as the SDK's list_media asks).
 
@@ -36,13 +38,14 @@ from typing import Any
 
 import httpx
 import psycopg
-from sqlalchemy import and_, select
+from sqlalchemy import select
 
 from _common import Seeded, Server, header, percentile, seed, workdir
+from chairside.db import search as patient_search
 from chairside.db import visibility
 from chairside.db.engine import Database
-from chairside.db.models import Media, Patient, PatientSearchTerm
-from chairside.domain.kana import prefix_upper_bound, search_key, search_terms
+from chairside.db.models import Media
+from chairside.domain.kana import search_key
 
 TARGET_P95_MS = 20.0
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -104,7 +107,7 @@ HALF_WIDTH = str.maketrans(_half_width_table())
 
 PATIENT_COLUMNS = ("id", "contract_id", "clinic_id", "chart_no", "name", "name_kana", "birth_date", "sex",
                    "created_at", "updated_at")
-TERM_COLUMNS = ("patient_id", "contract_id", "term")
+TERM_COLUMNS = ("patient_id", "contract_id", "term", "sort_key")
 MEDIA_COLUMNS = ("id", "contract_id", "clinic_id", "patient_id", "kind", "mime", "sha256", "size", "filename",
                  "captured_at", "duration_s", "width", "height", "fps", "codec", "bitrate", "orientation",
                  "thumb_sha256", "source", "station_id", "created_at", "deleted_at")
@@ -145,8 +148,8 @@ def patient_rows(contract: str, people: list[Person], rng: random.Random, pg: bo
 
 def term_rows(contract: str, people: list[Person]) -> Iterator[tuple[Any, ...]]:
     for p in people:
-        for term in sorted(search_terms(p.chart_no, p.name, p.kana)):
-            yield (p.id.hex, contract, term[:200])
+        for row in patient_search.index_rows(p.id, uuid.UUID(contract), p.chart_no, p.name, p.kana):
+            yield (p.id.hex, contract, row["term"], row["sort_key"])
 
 
 def media_rows(contract: str, people: list[Person], n: int, big: Person, mid: Person, rng: random.Random,
@@ -269,19 +272,25 @@ def timed(call: Callable[[], object], n: int) -> list[float]:
     return out
 
 
+def broad_queries(rng: random.Random, n: int) -> list[str]:
+    """One character: a hiragana, a half-width katakana, or 「1」 that starts every chart number."""
+    kana = sorted({search_key(k)[0] for _, k in FAMILY} | {search_key(k)[0] for _, k, _ in GIVEN})
+    out = []
+    for _ in range(n):
+        kind = rng.randrange(3)
+        if kind == 0:
+            out.append(rng.choice(kana))
+        elif kind == 1:
+            out.append(chr(ord(rng.choice(kana)) + 0x60).translate(HALF_WIDTH))  # 「ｻ」
+        else:
+            out.append("1")
+    return out
+
+
 def direct_search(db: Database, scope: Any, q: str, limit: int = 50) -> int:
     """The API's search, through the engine: same select, same ORM loading."""
-    with db.read() if hasattr(db, "read") else db.session() as s:
-        query = visibility.patients(scope)
-        key = search_key(q)
-        matching = (
-            select(PatientSearchTerm.patient_id)
-            .where(and_(PatientSearchTerm.contract_id == scope.contract_id, PatientSearchTerm.term >= key,
-                        PatientSearchTerm.term < prefix_upper_bound(key)))
-            .limit(1000)
-        )
-        query = query.where(Patient.id.in_(matching)).order_by(Patient.name_kana, Patient.id)
-        return len(s.scalars(query.limit(limit)).all())
+    with db.read() as s:
+        return len(patient_search.find_patients(s, scope, search_key(q), limit))
 
 
 def direct_media(db: Database, scope: Any, patient_id: uuid.UUID, limit: int) -> int:
@@ -304,6 +313,7 @@ def run_db(kind: str, url: str, data_dir: Path, args: argparse.Namespace) -> lis
     rng = random.Random(7)
     hint = [(f"{1_000_000 + rng.randrange(args.patients):07d}", "", "") for _ in range(200)]
     queries = search_queries(rng, hint, args.requests)
+    broad = broad_queries(random.Random(11), args.requests)
     db = Database(url)
 
     class Scope:
@@ -312,10 +322,13 @@ def run_db(kind: str, url: str, data_dir: Path, args: argparse.Namespace) -> lis
 
     cases: list[tuple[str, Callable[[httpx.Client, int], object], Callable[[int], object]]] = []
 
-    def search_case(client: httpx.Client, i: int) -> object:
+    def search_case(client: httpx.Client, i: int, queries: list[str] = queries) -> object:
         r = client.get("/api/v1/patients", params={"q": queries[i % len(queries)]})
         r.raise_for_status()
         return r
+
+    def broad_case(client: httpx.Client, i: int) -> object:
+        return search_case(client, i, broad)
 
     def media_case(pid: uuid.UUID, limit: int | None) -> Callable[[httpx.Client, int], object]:
         def call(client: httpx.Client, i: int) -> object:
@@ -326,6 +339,7 @@ def run_db(kind: str, url: str, data_dir: Path, args: argparse.Namespace) -> lis
 
     cases = [
         ("search q=… (mixed prefixes)", search_case, lambda i: direct_search(db, Scope, queries[i % len(queries)])),
+        ("search q=… (one kana or digit)", broad_case, lambda i: direct_search(db, Scope, broad[i % len(broad)])),
         ("media of a ~50-item patient", media_case(mid.id, None), lambda i: direct_media(db, Scope, mid.id, 200)),
         ("media of a ~1,000-item patient, page 1 (200)", media_case(big.id, None),
          lambda i: direct_media(db, Scope, big.id, 200)),
@@ -339,6 +353,12 @@ def run_db(kind: str, url: str, data_dir: Path, args: argparse.Namespace) -> lis
         hits = [len(search_case(client, i).json()["items"]) for i in range(len(queries))]  # type: ignore[attr-defined]
         print(f"   {kind}: {len(queries)} search queries, e.g. {queries[:8]}; hits per query: median "
               f"{percentile(hits, 50):.0f}, max {max(hits)}")
+        for q in sorted(set(broad))[:12]:  # the broadest answers are the first 50 by (folded kana, id)
+            items = client.get("/api/v1/patients", params={"q": q}).json()["items"]
+            order = [(patient_search.sort_key(p["name_kana"]), p["id"]) for p in items]
+            if len(items) != 50 or order != sorted(order):
+                raise AssertionError(f"q={q!r}: {len(items)} items, in kana order: {order == sorted(order)}")
+        print(f"   {kind}: {len(broad)} one-character queries, e.g. {broad[:8]}; first 50 checked in kana order")
         for label, api_call, direct_call in cases:
             for i in range(30):  # warm both paths
                 api_call(client, i)

@@ -30,6 +30,7 @@ from chairside.db.models import (
 )
 from chairside.domain.kana import fold
 from chairside.errors import Problem
+from chairside.sync import changes
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile defaults
 _DUMMY_HASH = _hasher.hash("chairside-timing-equaliser")
@@ -237,6 +238,7 @@ def enroll_station(ctx: Context, code: str, name: str) -> tuple[Station, str]:
         s.add(station)
         s.flush()
         row.used_at, row.station_id = now, station.id
+        changes.station_changed(s, station)  # the clinic's relay learns the new station (and its token hash)
     return station, token
 
 
@@ -247,4 +249,5 @@ def revoke_station(ctx: Context, station_id: uuid.UUID, contract_id: uuid.UUID |
             raise LookupError(f"no station {station_id}")
         if station.revoked_at is None:
             station.revoked_at = utcnow()
+            changes.station_changed(s, station)  # relays stop accepting its token too
         return station

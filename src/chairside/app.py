@@ -15,12 +15,15 @@ from chairside.api import (
     clinics,
     display,
     exports,
+    feed,
     health,
     media,
     notices,
     patients,
     plans,
     quota,
+    relay_ops,
+    relay_status,
     sessions,
     tags,
     uploads,
@@ -48,7 +51,13 @@ def build_context(settings: Settings, role: str = "cloud", *, upgrade: bool = Tr
 def create_app(ctx: Context) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(uploads.sweeper(ctx)), asyncio.create_task(notify.mailer(ctx))]
+        tasks = [asyncio.create_task(uploads.sweeper(ctx))]
+        if ctx.role == "relay":  # the relay carries its writes to the cloud and follows its feed (sync/relay.py)
+            from chairside.sync.relay import run_relay_tasks
+
+            tasks.append(asyncio.create_task(run_relay_tasks(ctx)))
+        else:
+            tasks.append(asyncio.create_task(notify.mailer(ctx)))
         try:
             yield
         finally:
@@ -65,7 +74,12 @@ def create_app(ctx: Context) -> FastAPI:
     )
     app.state.ctx = ctx
     errors.install(app)
-    for module in (health, sessions, accounts, patients, media, uploads, audit, quota, notices, plans):
+    if ctx.role == "relay":  # what the clinic's stations use; the rest stays at the cloud (docs/relay.md)
+        for module in (health, patients, media, uploads, quota, notices, relay_status):
+            app.include_router(module.router)
+        return app
+    for module in (health, sessions, accounts, patients, media, uploads, audit, quota, notices, plans, feed, relay_ops,
+                   relay_status):
         app.include_router(module.router)
     for module in (clinics, display, drawings, tags, exports):  # the viewer's API (issue 6)
         app.include_router(module.router)

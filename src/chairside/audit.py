@@ -50,12 +50,19 @@ def event(
     principal: Any, action: str, *, patient_id: uuid.UUID | None = None, media_id: uuid.UUID | None = None,
     detail: dict[str, Any] | None = None, contract_id: uuid.UUID | None = None,
 ) -> AuditEvent:
-    kind = "account" if getattr(principal, "account_id", None) else (
-        "station" if getattr(principal, "station_id", None) else "operator")
+    if getattr(principal, "account_id", None):
+        kind = "account"
+    elif getattr(principal, "station_id", None):
+        kind = "station"
+    elif getattr(principal, "relay_id", None):
+        kind = "relay"
+    else:
+        kind = "operator"
     return AuditEvent(
         contract_id=contract_id or principal.contract_id,
         actor_kind=kind,
-        actor_id=getattr(principal, "account_id", None) or getattr(principal, "station_id", None),
+        actor_id=(getattr(principal, "account_id", None) or getattr(principal, "station_id", None)
+                  or getattr(principal, "relay_id", None)),
         actor_name=getattr(principal, "name", "")[:200],
         device=getattr(principal, "device", "")[:100],
         address=getattr(principal, "address", "")[:64],
@@ -68,12 +75,19 @@ def add(s: Session, principal: Any, action: str, **kwargs: Any) -> None:
     s.add(event(principal, action, **kwargs))
 
 
-def record(ctx: Context, principal: Any, action: str, **kwargs: Any) -> None:
+def recorded_recently(principal: Any, action: str, **kwargs: Any) -> bool:
+    """True when this read was recorded within READ_COALESCE_S (so it need not be again); False
+    marks it as recorded now, and the caller must then `record(..., checked=True)`. No I/O."""
+    if action not in READ_ACTIONS:
+        return False
+    key = (getattr(principal, "session_id", None) or getattr(principal, "station_id", None), action,
+           kwargs.get("media_id"), kwargs.get("patient_id"))
+    return not _recent.fresh(key, time.monotonic())
+
+
+def record(ctx: Context, principal: Any, action: str, *, checked: bool = False, **kwargs: Any) -> None:
     """Record in a transaction of its own (for reads); repeated reads are coalesced."""
-    if action in READ_ACTIONS:
-        key = (getattr(principal, "session_id", None) or getattr(principal, "station_id", None), action,
-               kwargs.get("media_id"), kwargs.get("patient_id"))
-        if not _recent.fresh(key, time.monotonic()):
-            return
+    if not checked and recorded_recently(principal, action, **kwargs):
+        return
     with ctx.db.session() as s:
         s.add(event(principal, action, **kwargs))

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from chairside import quota
 from chairside.blobs import BlobStore
@@ -29,6 +30,7 @@ from chairside.media import (
     probe_video,
     sniff,
 )
+from chairside.sync import changes
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class IngestRequest:
     # The upload began while the contract was at or over its video limit: a video is refused (quota.py).
     created_over_limit: bool = False
     notice_percents: tuple[int, ...] = quota.DEFAULT_NOTICE_PERCENTS
+    # At a relay: the row's transaction also queues the upload to the cloud and pins the blobs (sync/uploader.py).
+    relay: bool = False
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -136,6 +140,9 @@ def ingest(db: Database, blobs: BlobStore, req: IngestRequest, *, thumbnail_max_
             if kind == "video":
                 s.flush()  # a second row for this id fails here, before the counter moves
                 quota.count_video(s, item, created_over_limit=req.created_over_limit, percents=req.notice_percents)
+            changes.media_changed(s, item)  # the changes feed: in the same transaction as the row
+            if req.relay:  # acknowledged at the relay = queued for the cloud, and never evicted before it is there
+                queue_upload(s, item, thumb_size=len(thumb))
     except IntegrityError:
         # Another request stored the same id first: same bytes is success, other bytes a conflict.
         found = existing(db, req)
@@ -143,3 +150,26 @@ def ingest(db: Database, blobs: BlobStore, req: IngestRequest, *, thumbnail_max_
             raise
         return found
     return item
+
+
+def queue_upload(s: Session, item: Media, *, thumb_size: int = 0) -> None:
+    """Relay: record the media.upload op (body per sync/outbox.py) and pin its blobs, in `s`'s transaction."""
+    from chairside.db.models import CachedBlob
+    from chairside.sync import outbox
+
+    s.flush()  # a second row for this id fails before anything is queued
+    body = {
+        "id": str(item.id), "patient_id": str(item.patient_id), "sha256": item.sha256, "size": item.size,
+        "filename": item.filename, "captured_at": item.captured_at.isoformat(),
+        "station_id": str(item.station_id) if item.station_id else None, "kind": item.kind,
+        "duration_ms": quota.video_ms(item.duration_s) if item.kind == "video" else None,
+    }
+    outbox.record(s, "media.upload", item.id, body, size=item.size)
+    for sha, size in ((item.sha256, item.size), (item.thumb_sha256, thumb_size)):
+        if not sha:
+            continue
+        cached = s.get(CachedBlob, sha)
+        if cached is None:
+            s.add(CachedBlob(sha256=sha, size=size, pinned=True, last_used_at=utcnow()))
+        else:
+            cached.pinned, cached.last_used_at = True, utcnow()

@@ -29,6 +29,7 @@ from chairside.domain.plans import (
     validate_plan_hours,
 )
 from chairside.errors import Problem
+from chairside.sync import changes
 
 
 def _plan_problem(e: PlanError) -> Problem:
@@ -75,6 +76,7 @@ def apply_plan(
     s.flush()
     quota.record_crossings(s, contract_id, contract.stored_video_ms, previous, contract.stored_video_ms, hours,
                            percents, now=now)
+    changes.contract_changed(s, contract_id)  # followers (relays) check the quota against the new plan
     return previous, hours
 
 

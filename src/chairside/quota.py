@@ -34,6 +34,7 @@ from chairside.db.models import Contract, Media, Notice, QuotaDaily, utcnow
 from chairside.domain.plans import PLAN_STEP_HOURS
 from chairside.errors import Problem
 from chairside.settings import SETTINGS
+from chairside.sync import changes
 
 MS_PER_HOUR = 3_600_000
 JAPAN = ZoneInfo("Asia/Tokyo")
@@ -138,6 +139,7 @@ def count_video(
         _daily(s, item.contract_id, japan_day(now), recorded_ms=ms)
     record_crossings(s, item.contract_id, move.before_ms, move.plan_hours, move.after_ms, move.plan_hours,
                      percents, now=now)
+    changes.contract_changed(s, item.contract_id)  # followers see the stored hours move
     return move
 
 
@@ -146,6 +148,7 @@ def uncount_video(s: Session, item: Media, *, now: datetime | None = None) -> Mo
     ms = video_ms(item.duration_s)
     move = _add(s, item.contract_id, -ms)
     _daily(s, item.contract_id, japan_day(now or utcnow()), freed_ms=ms)
+    changes.contract_changed(s, item.contract_id)
     return move
 
 

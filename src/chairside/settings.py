@@ -57,6 +57,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("upload_sweep_interval_s", 600, "How often the server removes expired uploads.", int),
     Setting("upload_lock_wait_s", 5.0, "How long a PATCH waits for another PATCH of the same upload to end "
             "before answering 423.", float),
+    Setting("upload_idle_timeout_s", 60.0, "A PATCH whose body sends no byte for this long is ended like a cut "
+            "connection: the bytes that arrived are kept and the upload is free for the client's retry.", float),
     Setting("serve_chunk_bytes", 1 << 20, "Size of each read when streaming media bytes.", int),
     Setting("thumbnail_max_side", 480, "Longest side of generated thumbnails, in pixels.", int),
     Setting("search_limit", 50, "Most patients a search returns.", int),
@@ -83,6 +85,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("job_retry_base_s", 30.0, "Wait before the first retry of a failed job; doubles each time (6 h at most).",
             float),
     Setting("job_max_attempts", 12, "Tries of a background job before it is given up (kept, marked dead).", int),
+    # --- the relay role (chairside relay serve) ---
+    Setting("upstream_url", None, "Relay: the cloud's URL, e.g. https://cloud.chairside.example."),
+    Setting("relay_token", None, "Relay: its token, from `chairside admin relay create` on the cloud."),
+    Setting("relay_cache_bytes", 200 * GiB, "Relay: most bytes of media from the cloud kept in its cache (least "
+            "recently used go first; media not yet confirmed by the cloud are never evicted).", int),
+    Setting("relay_min_free_bytes", 5 * GiB, "Relay: below this much free disk it refuses new uploads (507) and "
+            "trims its cache.", int),
+    Setting("relay_bandwidth", "unlimited", "Relay: upload rate to the cloud, e.g. '10M' (Mbit/s) or a schedule "
+            "'mon-fri 08:00-19:00=10M, *=unlimited'."),
+    Setting("relay_upload_parallel", 2, "Relay: files sent to the cloud at once.", int),
+    Setting("relay_upload_chunk_bytes", 64 << 20, "Relay: most bytes per upload request to the cloud (the cloud "
+            "keeps what arrived, so a cut resends only the bytes in flight).", int),
+    Setting("relay_prefetch", "thumbnails", "Relay: what it fetches from the cloud ahead of use: none, thumbnails "
+            "or all (thumbnails and media).", str),
+    Setting("relay_feed_wait_s", 25.0, "Relay: how long each long poll of the cloud's changes feed waits.", float),
+    Setting("relay_offline_after_s", 60.0, "Relay: no contact with the cloud for this long shows it as offline.",
+            float),
 )
 
 
@@ -95,6 +114,7 @@ class Settings:
     upload_expiry_s: int
     upload_sweep_interval_s: int
     upload_lock_wait_s: float
+    upload_idle_timeout_s: float
     serve_chunk_bytes: int
     thumbnail_max_side: int
     search_limit: int
@@ -117,6 +137,16 @@ class Settings:
     job_lease_s: int
     job_retry_base_s: float
     job_max_attempts: int
+    upstream_url: str | None
+    relay_token: str | None
+    relay_cache_bytes: int
+    relay_min_free_bytes: int
+    relay_bandwidth: str
+    relay_upload_parallel: int
+    relay_upload_chunk_bytes: int
+    relay_prefetch: str
+    relay_feed_wait_s: float
+    relay_offline_after_s: float
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

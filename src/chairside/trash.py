@@ -11,6 +11,7 @@ from chairside import quota
 from chairside.blobs import BlobStore
 from chairside.db.engine import Database
 from chairside.db.models import Media, MediaDerivative, utcnow
+from chairside.sync import changes
 
 
 def purge_media(db: Database, blobs: BlobStore, media_id: uuid.UUID) -> bool:
@@ -25,8 +26,9 @@ def purge_media(db: Database, blobs: BlobStore, media_id: uuid.UUID) -> bool:
                          .execution_options(synchronize_session=False))
         if gone.rowcount != 1:  # type: ignore[attr-defined]  # purged by someone else meanwhile
             return False
+        changes.media_purged(s, item)  # the tombstone followers act on (drop the row, free the blob)
         if item.kind == "video":
-            quota.uncount_video(s, item)  # frees its hours in the same transaction as the delete
+            quota.uncount_video(s, item)  # frees its hours in the same transaction as the delete (and tells the feed)
     for sha in hashes:
         # The same bytes may be stored for another item (or be its thumbnail): keep them then.
         with db.session() as s:

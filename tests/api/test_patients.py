@@ -1,14 +1,25 @@
 from __future__ import annotations
 
+import unicodedata
 import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
+import psycopg
 import pytest
-from sqlalchemy import text
+import sqlalchemy as sa
+from sqlalchemy import insert, text
 
 from chairside.api.context import Context
 from chairside.client import ChairsideError, Client
-from tests.conftest import LiveServer, Tenant
+from chairside.db import migrate
+from chairside.db import search as patient_search
+from chairside.db.engine import make_engine
+from chairside.db.models import Patient, PatientSearchTerm
+from chairside.domain.kana import fold, search_key, search_terms
+from tests.conftest import PG_ADMIN, LiveServer, Tenant, make_account, sign_in
 
 
 def _names(items: list[dict[str, object]]) -> set[object]:
@@ -114,3 +125,172 @@ def test_search_is_an_index_range_scan(ctx: Context, api: Client, tenant: Tenant
             conn.execute(text("SET enable_seqscan = off"))
             plan = " ".join(str(r[0]) for r in conn.execute(text("EXPLAIN " + sql), params))
     assert "ix_patient_search_terms_contract_id_term" in plan, plan
+
+
+# -- search order, breadth and scope (db/search.py) ---------------------------------------------
+
+KANA = "アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワ"
+
+
+def _bulk_patients(ctx: Context, tenant: Tenant, n: int) -> list[tuple[str, uuid.UUID, uuid.UUID]]:
+    """n patients straight into the database, all with kana starting サ and chart numbers starting 1.
+
+    Kana order runs against chart-number (and so term) order: the highest chart number has the
+    first kana, so a search that kept the first matches in term order (the old LIMIT 1000 inside)
+    would miss the first 100 by kana. Names are stored in katakana, hiragana and half-width forms in turn. Answers
+    (sort key, id, clinic id) of each, in the order search must give them.
+    """
+    out = []
+    with ctx.db.session() as s:
+        patients = []
+        for i in range(n):
+            rank = n - 1 - i
+            kana = f"サ{KANA[rank // len(KANA)]}{KANA[rank % len(KANA)]} タロウ"
+            if i % 3 == 1:
+                kana = kana.translate({c: c - 0x60 for c in range(0x30A1, 0x30F7)})  # hiragana
+            elif i % 3 == 2:
+                kana = unicodedata.normalize("NFKC", kana).translate(_HALF)
+            patients.append(Patient(contract_id=tenant.contract_id, clinic_id=tenant.clinic_ids[i % 2],
+                                    chart_no=f"1{i:04d}", name="佐藤 太郎", name_kana=kana, sex="male"))
+        s.add_all(patients)
+        s.flush()
+        rows = [row for p in patients
+                for row in patient_search.index_rows(p.id, p.contract_id, p.chart_no, p.name, p.name_kana)]
+        s.execute(insert(PatientSearchTerm), rows)
+        out = [(patient_search.sort_key(p.name_kana), p.id, p.clinic_id) for p in patients]
+    return sorted(out)
+
+
+_HALF = {ord(unicodedata.normalize("NFKC", chr(c))): chr(c) for c in range(0xFF71, 0xFF9E)}  # ｱ … ﾝ
+
+
+@pytest.mark.parametrize("query", ["さ", "ｻ", "1"])
+def test_a_broad_prefix_answers_the_first_patients_by_kana_exactly(
+    ctx: Context, api: Client, tenant: Tenant, query: str
+) -> None:
+    # 1,100 matches: more than any inner limit, and the kana-first patients have the last chart numbers.
+    expected = _bulk_patients(ctx, tenant, 1100)
+    assert [p["id"] for p in api.search_patients(query, limit=20)] == [str(pid) for _, pid, _ in expected[:20]]
+    assert [p["id"] for p in api.search_patients(query)] == [str(pid) for _, pid, _ in expected[:50]]
+    # Katakana, hiragana and half-width spellings of one name sort together, by the folded kana.
+    names = [p["name_kana"] for p in api.search_patients(query, limit=200)]
+    assert [fold(n) for n in names] == sorted(fold(n) for n in names)
+    assert len({n[0] for n in names}) == 3  # サ, さ and ｻ, interleaved
+
+
+def test_a_clinic_scoped_account_gets_a_full_page_of_its_own_patients_in_order(
+    ctx: Context, server: LiveServer, tenant: Tenant
+) -> None:
+    expected = _bulk_patients(ctx, tenant, 300)
+    mine = [str(pid) for _, pid, clinic in expected if clinic == tenant.clinic_ids[1]]
+    viewer = make_account(ctx, tenant, "branch-2", clinic_ids=[tenant.clinic_ids[1]])
+    with Client(server.url, sign_in(server, viewer)) as branch:
+        assert [p["id"] for p in branch.search_patients("さ", limit=30)] == mine[:30]
+        assert [p["id"] for p in branch.search_patients("1", limit=200)] == mine[:150]
+
+
+def test_a_patient_matching_through_several_terms_is_listed_once(api: Client, tenant: Tenant) -> None:
+    api.create_patient(tenant.clinic_ids[0], "1", "山田 山田男", "ヤマダ ヤマダオ")
+    api.create_patient(tenant.clinic_ids[0], "2", "山田 花子", "ヤマダ ハナコ")
+    assert [p["name"] for p in api.search_patients("やまだ")] == ["山田 花子", "山田 山田男"]
+    assert [p["name"] for p in api.search_patients("山田")] == ["山田 花子", "山田 山田男"]
+
+
+def test_a_query_longer_than_the_stored_prefixes_is_matched_whole(api: Client, tenant: Tenant) -> None:
+    long_kana = "ジュゲムジュゲム ゴコウノスリキレ カイジャリスイギョノスイギョウマツ"
+    api.create_patient(tenant.clinic_ids[0], "1", "寿限無", long_kana)
+    api.create_patient(tenant.clinic_ids[0], "2", "寿限無 二", long_kana.replace("マツ", "マチ"))
+    key = search_key(long_kana)
+    assert len(key) > patient_search.PREFIX_CAP
+    assert _names(api.search_patients(long_kana)) == {"寿限無"}
+    assert _names(api.search_patients(long_kana[:-1])) == {"寿限無", "寿限無 二"}
+    assert _names(api.search_patients("ｼﾞｭｹﾞﾑｼﾞｭｹﾞﾑｺﾞｺｳﾉｽﾘｷﾚｶｲｼﾞｬﾘｽｲｷﾞｮﾉｽｲｷﾞｮｳﾏﾁ")) == {"寿限無 二"}
+    assert api.search_patients(long_kana + "X") == []
+
+
+def test_search_walks_one_index_in_result_order_without_sorting(ctx: Context, api: Client, tenant: Tenant) -> None:
+    api.create_patient(tenant.clinic_ids[0], "1", "山田 太郎", "ヤマダ タロウ")
+    scope = SimpleNamespace(contract_id=tenant.contract_id, clinic_ids=frozenset(tenant.clinic_ids[:1]))
+    engine = ctx.db.engine
+    query = patient_search.matching(scope, "やまだ").limit(50)
+    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+            assert "TEMP B-TREE" not in plan, plan
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: make the planner show its index plan
+            plan = " | ".join(str(r[0]) for r in conn.exec_driver_sql("EXPLAIN " + sql))
+            assert "Sort" not in plan, plan
+    assert "ix_patient_search_terms_contract_id_term_sort_key_patient_id" in plan, plan
+    assert "SCAN patient_search_terms" not in plan and "Seq Scan" not in plan, plan
+
+
+def test_migration_0006_rebuilds_the_search_rows_of_existing_patients(database_url: str, tmp_path: Path) -> None:
+    url = database_url
+    if not url.startswith("sqlite"):  # a database of its own: the shared one stays at head
+        name = f"chairside_mig_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = url.rsplit("/", 1)[0] + f"/{name}"
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine, "0005")
+        contract, clinic, pid = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        t = sa.table
+        c = sa.column
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            conn.execute(t("contracts", c("id", sa.Uuid()), c("name"), c("plan_hours"), c("created_at"),
+                           c("stored_video_ms"), c("feed_seq")).insert(),
+                         {"id": contract, "name": "x", "plan_hours": 1, "created_at": now, "stored_video_ms": 0,
+                          "feed_seq": 0})
+            conn.execute(t("clinics", c("id", sa.Uuid()), c("contract_id", sa.Uuid()), c("name"),
+                           c("created_at")).insert(),
+                         {"id": clinic, "contract_id": contract, "name": "x", "created_at": now})
+            conn.execute(t("patients", c("id", sa.Uuid()), c("contract_id", sa.Uuid()), c("clinic_id", sa.Uuid()),
+                           c("chart_no"), c("name"), c("name_kana"), c("sex"), c("created_at"),
+                           c("updated_at")).insert(),
+                         {"id": pid, "contract_id": contract, "clinic_id": clinic, "chart_no": "0042",
+                          "name": "山田 太郎", "name_kana": "ﾔﾏﾀﾞ ﾀﾛｳ", "sex": "male", "created_at": now,
+                          "updated_at": now})
+            conn.execute(t("patient_search_terms", c("patient_id", sa.Uuid()), c("contract_id", sa.Uuid()),
+                           c("term")).insert(),
+                         [{"patient_id": pid, "contract_id": contract, "term": term}
+                          for term in search_terms("0042", "山田 太郎", "ﾔﾏﾀﾞ ﾀﾛｳ")])
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT term, sort_key FROM patient_search_terms")).all()
+        assert {term for term, _ in rows} == patient_search.prefixes("0042", "山田 太郎", "ﾔﾏﾀﾞ ﾀﾛｳ")
+        assert {"0", "004", "や", "やまだた", "たろ", "山", "山田太郎"} <= {term for term, _ in rows}
+        assert {key for _, key in rows} == {"やまだ たろう"}
+    finally:
+        engine.dispose()
+        if url != database_url:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+def test_a_long_query_reads_its_candidates_page_by_page_in_order(
+    ctx: Context, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(patient_search, "_CHUNK", 2)  # several rounds with the next-page condition
+    stem = "ジュゲムジュゲム ゴコウノスリキレ カイジャリスイギョ"
+    kana = [f"{stem}{end} タロウ" for end in ("ノア", "ノイ", "ヘ", "ノウ", "ホ", "ノエ")]
+    with ctx.db.session() as s:
+        patients = [Patient(contract_id=tenant.contract_id, clinic_id=tenant.clinic_ids[0], chart_no=str(i),
+                            name=f"寿限無 {i}", name_kana=k, sex="male") for i, k in enumerate(kana)]
+        s.add_all(patients)
+        s.flush()
+        s.execute(insert(PatientSearchTerm), [row for p in patients for row in patient_search.index_rows(
+            p.id, p.contract_id, p.chart_no, p.name, p.name_kana)])
+    key = search_key(stem + "ノ")
+    assert len(key) > patient_search.PREFIX_CAP
+    scope = SimpleNamespace(contract_id=tenant.contract_id, clinic_ids=None)
+    with ctx.db.read() as s:
+        found = [p.name_kana for p in patient_search.find_patients(s, scope, key, 50)]
+        first_two = [p.name_kana for p in patient_search.find_patients(s, scope, key, 2)]
+    expected = sorted((k for k in kana if search_key(k).startswith(key)), key=fold)
+    assert len(expected) == 4
+    assert found == expected
+    assert first_two == expected[:2]

@@ -1,18 +1,19 @@
-"""From the database to domain.billing: invoices computed from contracts, clinics, plan history and accounts."""
+"""From the database to domain.billing: invoices computed from contracts, clinics, plan history, accounts,
+cancellation notices and the payment ledger."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
 
 from chairside import plan_changes
 from chairside.api.context import Context
-from chairside.billing_data import contract_billing, invoices_for_month
-from chairside.db.models import Account, Clinic, Contract, utcnow
-from chairside.domain.billing import Invoice, Month, PlanChange, invoice_for
+from chairside.billing_data import contract_billing, invoices_for_month, overdue_invoices
+from chairside.db.models import Account, Clinic, Contract, IssuedInvoice, utcnow
+from chairside.domain.billing import Invoice, Month, PlanChange, invoice_for, late_interest, parse_month
 
 JST = ZoneInfo("Asia/Tokyo")
 
@@ -133,3 +134,79 @@ def test_an_account_disabled_before_a_month_is_not_billed_for_it(ctx: Context) -
     with ctx.db.session() as s:
         s.execute(update(Account).where(Account.contract_id == c).values(disabled_at=None))
     assert ("viewer_accounts", 1, 1_650) in _lines(_invoice(ctx, c, Month.of((utcnow() + timedelta(days=1)).date())))
+
+
+# --- cancellation notices and the payment ledger -------------------------------------------------
+
+
+def test_the_cancellation_notice_is_read_and_ends_the_invoices(ctx: Context) -> None:
+    c = _contract(ctx, jst(2026, 1, 5, 9))
+    with ctx.db.session() as s:
+        s.execute(update(Contract).where(Contract.id == c).values(cancellation_notice_on=date(2026, 3, 22)))
+    with ctx.db.read() as s:
+        contract = s.get(Contract, c)
+        assert contract is not None
+        facts = contract_billing(s, contract)
+    assert (facts.cancellation_notice_on, facts.ends_on) == (date(2026, 3, 22), date(2026, 4, 30))
+    assert _invoice(ctx, c, Month(2026, 4)) is not None and _invoice(ctx, c, Month(2026, 5)) is None
+    invoices, _ = invoices_for_month(ctx.db, Month(2026, 5))
+    assert str(c) not in [i.contract_id for i in invoices]
+
+
+def _issue(ctx: Context, contract_id: uuid.UUID, month: str, due_on: date, paid_on: date | None,
+           amount_yen: int = 7_900) -> None:
+    with ctx.db.session() as s:
+        s.add(IssuedInvoice(contract_id=contract_id, month=month, amount_yen=amount_yen,
+                            issued_on=parse_month(month).last_day, due_on=due_on, paid_on=paid_on))
+
+
+def test_overdue_invoices_come_from_the_ledger_until_the_month_of_their_payment(ctx: Context) -> None:
+    c = _contract(ctx, jst(2026, 1, 5, 9))
+    other = _contract(ctx, jst(2026, 1, 5, 9), name="別の歯科")
+    _issue(ctx, c, "2026-02", date(2026, 3, 31), date(2026, 3, 20))  # paid on time: never overdue
+    _issue(ctx, c, "2026-03", date(2026, 4, 30), date(2026, 6, 10))  # paid late, in June
+    _issue(ctx, c, "2026-04", date(2026, 5, 31), None, amount_yen=10_000)  # never paid
+    _issue(ctx, c, "2026-05", date(2026, 6, 30), date(2026, 7, 1))  # the day after: late, but owes nothing
+    _issue(ctx, other, "2026-03", date(2026, 4, 30), None)  # another contract's
+
+    def overdue(month: Month | None) -> list[tuple[str, int, date | None]]:
+        with ctx.db.read() as s:
+            return [(o.invoice_id, o.amount_yen, o.paid_on) for o in overdue_invoices(s, c, month)]
+
+    assert overdue(Month(2026, 4)) == []  # nothing due before 30 April has passed
+    assert overdue(Month(2026, 5)) == [("2026-03", 7_900, date(2026, 6, 10))]
+    assert overdue(Month(2026, 6)) == [("2026-03", 7_900, date(2026, 6, 10)), ("2026-04", 10_000, None)]
+    assert overdue(Month(2026, 7)) == [("2026-04", 10_000, None), ("2026-05", 7_900, date(2026, 7, 1))]
+    assert overdue(None) == [("2026-03", 7_900, date(2026, 6, 10)), ("2026-04", 10_000, None),
+                             ("2026-05", 7_900, date(2026, 7, 1))]
+
+    def interest(month: Month) -> list[tuple[str, int]]:
+        invoice = _invoice(ctx, c, month)
+        assert invoice is not None
+        return [(line.description.split()[5], line.amount_yen) for line in invoice.lines
+                if line.code == "late_interest"]
+
+    assert interest(Month(2026, 4)) == []
+    assert interest(Month(2026, 5)) == [("2026-03", 97)]  # 1 to 31 May: 31 days
+    # June: 2026-03 to its payment on 10 June (9 more days), 2026-04 for 1 to 30 June (30 days).
+    assert interest(Month(2026, 6)) == [
+        ("2026-03", late_interest(7_900, date(2026, 4, 30), date(2026, 6, 10)) - 97),
+        ("2026-04", 120)]
+    assert interest(Month(2026, 7)) == [("2026-04", 244 - 120)]  # 2026-05, paid the day after its due date: none
+
+    # Reading only what matters for a month bills the same as reading the whole ledger.
+    with ctx.db.read() as s:
+        contract = s.get(Contract, c)
+        assert contract is not None
+        for month in (Month(2026, m) for m in range(2, 11)):
+            assert invoice_for(contract_billing(s, contract, month), month) == invoice_for(
+                contract_billing(s, contract), month)
+
+
+def test_a_contract_with_an_impossible_ledger_row_is_reported_not_billed(ctx: Context) -> None:
+    c = _contract(ctx, jst(2026, 1, 5, 9))
+    _issue(ctx, c, "2026-03", date(2026, 4, 30), None, amount_yen=-1)
+    invoices, skipped = invoices_for_month(ctx.db, Month(2026, 6))
+    assert invoices == []
+    [s] = skipped
+    assert s.contract_id == c and "amount_yen must not be negative" in s.reason

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import uuid
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from chairside import plan_changes
 from chairside.api.context import Context
-from chairside.db.models import Clinic, Contract, PlanChange, utcnow
-from chairside.domain.billing import Month
+from chairside.db.models import Clinic, Contract, IssuedInvoice, PlanChange, utcnow
+from chairside.domain.billing import Month, late_interest
 from chairside.quota import japan_day
 from tests.admin_cli import run_admin
 from tests.conftest import Tenant
@@ -209,3 +209,296 @@ def test_a_month_not_over_yet_is_refused(ctx: Context) -> None:
     this = Month.of(today)
     current = run_admin(ctx, "invoices", "--month", str(this))
     assert current.exit_code == (0 if today == this.last_day else 2)
+
+
+# --- cancellation notices ---------------------------------------------------------------------------
+
+
+def _small_contract(ctx: Context, created: datetime | None = None) -> uuid.UUID:
+    """A 100-hour contract with one clinic, started on 20 January 2026: 7,900 yen a month from March."""
+    created = created or datetime(2026, 1, 20, 10, tzinfo=JST)
+    with ctx.db.session() as s:
+        contract = Contract(name="小さな歯科", plan_hours=100, created_at=created)
+        s.add(contract)
+        s.flush()
+        plan_changes.record_first_plan(s, contract)
+        s.add(Clinic(contract_id=contract.id, name="本院", created_at=created))
+        return contract.id
+
+
+def _billed_months(ctx: Context, contract_id: uuid.UUID, *months: str) -> list[str]:
+    """The months among `months` in which the contract has an invoice."""
+    found = []
+    for month in months:
+        out = run_admin(ctx, "invoices", "--month", month)
+        assert out.exit_code == 0, out.stderr
+        if any(i["contract_id"] == str(contract_id) for i in out.json()["invoices"]):
+            found.append(month)
+    return found
+
+
+@pytest.mark.parametrize(("notice_on", "ends_on", "last_month"), [
+    ("2026-03-20", "2026-03-31", "2026-03"),  # 11 days before the end of a 31-day month: ends that month
+    ("2026-03-21", "2026-03-31", "2026-03"),  # 10 days: still that month
+    ("2026-03-22", "2026-04-30", "2026-04"),  # 9 days: a month later
+])
+def test_a_cancellation_notice_ends_the_invoices_by_the_10_day_rule(
+    ctx: Context, notice_on: str, ends_on: str, last_month: str
+) -> None:
+    c = _small_contract(ctx)
+    out = run_admin(ctx, "contract", "cancel", "--contract", str(c), "--notice-on", notice_on)
+    assert out.exit_code == 0, out.stderr
+    assert out.json() | {"note": None} == {
+        "contract_id": str(c), "cancellation_notice_on": notice_on, "ends_on": ends_on,
+        "last_billed_month": last_month, "replaced_notice_on": None, "note": None}
+    with ctx.db.read() as s:
+        assert str(s.scalar(select(Contract.cancellation_notice_on).where(Contract.id == c))) == notice_on
+    assert _billed_months(ctx, c, "2026-02", "2026-03", "2026-04", "2026-05") == [
+        m for m in ("2026-02", "2026-03", "2026-04") if m <= last_month]
+    [march] = run_admin(ctx, "invoices", "--month", "2026-03").json()["invoices"]
+    assert march["total_yen"] == 7_900  # the month the contract ends in is billed in full
+
+
+def test_a_notice_is_replaced_only_when_asked_and_can_be_withdrawn(ctx: Context) -> None:
+    c = _small_contract(ctx)
+    cancel = ("contract", "cancel", "--contract", str(c))
+    assert run_admin(ctx, *cancel, "--notice-on", "2026-03-20").exit_code == 0
+    again = run_admin(ctx, *cancel, "--notice-on", "2026-03-20")  # the same notice twice: nothing changes
+    assert again.exit_code == 0 and "already recorded" in again.json()["note"]
+    other = run_admin(ctx, *cancel, "--notice-on", "2026-03-22")
+    assert other.exit_code == 2 and other.stderr.startswith("error: ")
+    assert "already has a cancellation notice received on 2026-03-20" in other.stderr and "--replace" in other.stderr
+    replaced = run_admin(ctx, *cancel, "--notice-on", "2026-03-22", "--replace")
+    assert replaced.exit_code == 0, replaced.stderr
+    assert (replaced.json()["ends_on"], replaced.json()["replaced_notice_on"]) == ("2026-04-30", "2026-03-20")
+    assert _billed_months(ctx, c, "2026-04", "2026-05") == ["2026-04"]
+    withdrawn = run_admin(ctx, *cancel, "--withdraw")
+    assert withdrawn.exit_code == 0 and withdrawn.json()["withdrawn_notice_on"] == "2026-03-22"
+    assert _billed_months(ctx, c, "2026-04", "2026-05") == ["2026-04", "2026-05"]
+    assert run_admin(ctx, *cancel, "--withdraw").json()["note"] == "no notice was recorded"
+
+
+def test_bad_cancellation_notices_are_refused(ctx: Context) -> None:
+    c = _small_contract(ctx)
+    cancel = ("contract", "cancel", "--contract", str(c))
+    tomorrow = japan_day(utcnow()) + timedelta(days=1)
+    for args, says in [
+        (("--notice-on", "2026-01-19"), "a notice on 2026-01-19 is before the service started on 2026-01-20"),
+        (("--notice-on", str(tomorrow)), f"a notice on {tomorrow} is in the future"),
+        (("--notice-on", "2026-02-30"), "the notice date '2026-02-30' is not a date"),
+        (("--notice-on", "2026/03/20"), "write it as YYYY-MM-DD"),
+        ((), "give either --notice-on YYYY-MM-DD (record the notice) or --withdraw (clear it), not neither"),
+        (("--notice-on", "2026-03-20", "--withdraw"), "not both"),
+    ]:
+        out = run_admin(ctx, *cancel, *args)
+        assert out.exit_code == 2 and out.stdout == "", args
+        assert out.stderr.startswith("error: ") and says in out.stderr, out.stderr
+    missing = str(uuid.uuid4())
+    out = run_admin(ctx, "contract", "cancel", "--contract", missing, "--notice-on", "2026-03-20")
+    assert out.exit_code == 2 and f"There is no contract {missing}" in out.stderr
+    with ctx.db.read() as s:
+        assert s.scalar(select(Contract.cancellation_notice_on).where(Contract.id == c)) is None
+
+
+def test_a_notice_cannot_end_the_contract_before_invoices_already_issued_or_a_clinic_is_set_up(ctx: Context) -> None:
+    c = _small_contract(ctx)
+    assert run_admin(ctx, "invoices", "--month", "2026-05", "--issue", "--due-on", "2026-06-30").exit_code == 0
+    out = run_admin(ctx, "contract", "cancel", "--contract", str(c), "--notice-on", "2026-03-20")
+    assert out.exit_code == 2
+    assert "ends the contract on 2026-03-31, but invoices were already issued for 2026-05" in out.stderr
+    with ctx.db.session() as s:
+        s.add(Clinic(contract_id=c, name="分院", created_at=datetime(2026, 7, 1, 10, tzinfo=JST)))
+    out = run_admin(ctx, "contract", "cancel", "--contract", str(c), "--notice-on", "2026-05-10")
+    assert out.exit_code == 2 and "is set up on 2026-07-01, after the contract ends on 2026-05-31" in out.stderr
+    with ctx.db.read() as s:
+        assert s.scalar(select(Contract.cancellation_notice_on).where(Contract.id == c)) is None
+
+
+# --- issuing invoices ------------------------------------------------------------------------------
+
+
+def _issued(ctx: Context, contract_id: uuid.UUID) -> list[tuple[str, int, str, str | None]]:
+    with ctx.db.read() as s:
+        rows = s.scalars(select(IssuedInvoice).where(IssuedInvoice.contract_id == contract_id)
+                         .order_by(IssuedInvoice.month)).all()
+        return [(r.month, r.amount_yen, str(r.due_on), str(r.paid_on) if r.paid_on else None) for r in rows]
+
+
+def test_issuing_a_month_records_each_invoice_once_and_keeps_the_first_record(ctx: Context) -> None:
+    a = _small_contract(ctx)
+    b = _billed_contract(ctx)
+    out = run_admin(ctx, "invoices", "--month", "2026-02", "--issue", "--due-on", "2026-03-31")
+    assert out.exit_code == 0, out.stderr
+    issued = out.json()["issued"]
+    assert {i["contract_id"]: (i["status"], i["amount_yen"], i["issued_on"], i["due_on"]) for i in issued} == {
+        str(a): ("issued", 5_700 + 2_200 + 88_000, "2026-02-28", "2026-03-31"),
+        str(b): ("issued", 5_700 + 6_400 + 88_000, "2026-02-28", "2026-03-31")}
+    assert f"issued: contract {a}, 2026-02: 95,900 yen, due 2026-03-31" in out.stderr
+    assert _issued(ctx, a) == [("2026-02", 95_900, "2026-03-31", None)]
+
+    again = run_admin(ctx, "invoices", "--month", "2026-02", "--issue", "--due-on", "2026-04-15", "--format", "csv")
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout.startswith("contract_id,month")
+    assert f"note: contract {a}, 2026-02 was already issued (95,900 yen, due 2026-03-31); the first record is kept" \
+        in again.stderr
+    assert _issued(ctx, a) == [("2026-02", 95_900, "2026-03-31", None)]
+    assert [i["status"] for i in run_admin(ctx, "invoices", "--month", "2026-02", "--issue").json()["issued"]] == [
+        "already issued", "already issued"]
+
+    c = _small_contract(ctx, datetime(2026, 2, 10, 9, tzinfo=JST))  # started in February: first billed in March
+    later = run_admin(ctx, "invoices", "--month", "2026-02", "--issue", "--due-on", "2026-03-31").json()["issued"]
+    assert str(c) not in [i["contract_id"] for i in later]
+    assert _issued(ctx, c) == []
+
+
+def test_the_default_due_date_is_the_end_of_the_month_after_the_billed_month(ctx: Context) -> None:
+    c = _small_contract(ctx)
+    today = japan_day(utcnow())
+    latest = Month.of(today) if today == Month.of(today).last_day else Month.of(today).previous()
+    out = run_admin(ctx, "invoices", "--month", str(latest), "--issue")
+    assert out.exit_code == 0, out.stderr
+    [issued] = out.json()["issued"]
+    assert issued["due_on"] == str(latest.next().last_day) and issued["issued_on"] == str(latest.last_day)
+    assert _issued(ctx, c) == [(str(latest), 7_900, str(latest.next().last_day), None)]
+
+    past = run_admin(ctx, "invoices", "--month", "2026-03", "--issue")  # its default due date has passed
+    assert past.exit_code == 2 and past.stdout == ""
+    assert ("the default due date of the 2026-03 invoices, 2026-04-30 (the last day of the month after them), "
+            "has already passed") in past.stderr and "--due-on YYYY-MM-DD" in past.stderr
+    assert [m for m, *_ in _issued(ctx, c)] == [str(latest)]
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("--due-on", "2026-04-30"), "--due-on is the due date of invoices being issued: use it with --issue"),
+    (("--issue", "--due-on", "2026-03-30"), "a due date of 2026-03-30 is before the 2026-03 invoices are issued on "
+                                            "2026-03-31"),
+    (("--issue", "--due-on", "30 April"), "the due date '30 April' is not a date"),
+    (("--issue", "--due-on", "2026-04-31"), "the due date '2026-04-31' is not a date"),
+])
+def test_bad_issue_options_are_refused_and_nothing_is_recorded(ctx: Context, args: tuple[str, ...], says: str) -> None:
+    c = _small_contract(ctx)
+    out = run_admin(ctx, "invoices", "--month", "2026-03", *args)
+    assert out.exit_code == 2 and out.stdout == ""
+    assert out.stderr.startswith("error: ") and says in out.stderr
+    assert _issued(ctx, c) == []
+
+
+# --- payments and late interest --------------------------------------------------------------------
+
+
+def _interest_lines(ctx: Context, contract_id: uuid.UUID, month: str) -> list[tuple[int, str]]:
+    out = run_admin(ctx, "invoices", "--month", month)
+    assert out.exit_code == 0, out.stderr
+    [invoice] = [i for i in out.json()["invoices"] if i["contract_id"] == str(contract_id)]
+    return [(line["amount_yen"], line["description"]) for line in invoice["lines"] if line["code"] == "late_interest"]
+
+
+def test_an_invoice_paid_30_days_late_puts_the_interest_on_the_next_invoice(ctx: Context) -> None:
+    c = _small_contract(ctx)
+    assert run_admin(ctx, "invoices", "--month", "2026-03", "--issue", "--due-on", "2026-04-30").exit_code == 0
+    assert _issued(ctx, c) == [("2026-03", 7_900, "2026-04-30", None)]
+    # Due 30 April, paid 31 May: interest from 1 May to 30 May, 30 days.
+    out = run_admin(ctx, "payment", "record", "--contract", str(c), "--month", "2026-03", "--paid-on", "2026-05-31",
+                    "--amount", "7,900円")
+    assert out.exit_code == 0, out.stderr
+    paid = out.json()
+    expected = 7_900 * 146 * 30 // (1_000 * 365)  # floor(7900 x 14.6 % x 30 / 365) = floor(94.8)
+    assert expected == 94 == late_interest(7_900, date(2026, 4, 30), date(2026, 5, 31))
+    assert (paid["status"], paid["late_days"], paid["late_interest_yen"]) == ("paid late", 30, 94)
+    assert _issued(ctx, c) == [("2026-03", 7_900, "2026-04-30", "2026-05-31")]
+
+    assert _interest_lines(ctx, c, "2026-04") == []  # not due before 30 April's end
+    assert _interest_lines(ctx, c, "2026-05") == [
+        (94, "Late payment interest on invoice 2026-03 (7,900 yen due 2026-04-30): 30 days at 14.6% a year")]
+    [may] = run_admin(ctx, "invoices", "--month", "2026-05").json()["invoices"]
+    assert may["total_yen"] == 7_900 + 94
+    assert _interest_lines(ctx, c, "2026-06") == []  # paid: nothing more accrues
+
+
+def test_a_payment_on_time_or_the_day_after_the_due_date_owes_no_interest(ctx: Context) -> None:
+    c = _small_contract(ctx)
+    assert run_admin(ctx, "invoices", "--month", "2026-03", "--issue", "--due-on", "2026-04-30").exit_code == 0
+    out = run_admin(ctx, "payment", "record", "--contract", str(c), "--month", "2026-03", "--paid-on", "2026-05-01")
+    assert out.exit_code == 0 and (out.json()["status"], out.json()["late_interest_yen"]) == ("paid", 0)
+    assert _interest_lines(ctx, c, "2026-05") == []
+
+
+def test_an_unpaid_invoice_accrues_interest_month_after_month_until_paid(ctx: Context) -> None:
+    c = _small_contract(ctx)
+    assert run_admin(ctx, "invoices", "--month", "2026-03", "--issue", "--due-on", "2026-04-30").exit_code == 0
+    due = date(2026, 4, 30)
+    monthly = {month: [yen for yen, _ in _interest_lines(ctx, c, month)] for month in
+               ("2026-04", "2026-05", "2026-06", "2026-07")}
+    # Cumulative interest to each month's end, differenced: 31 days (97), 61 (192), 92 (290).
+    assert monthly == {"2026-04": [], "2026-05": [97], "2026-06": [192 - 97], "2026-07": [290 - 192]}
+    assert 97 + 95 + 98 == late_interest(7_900, due, date(2026, 8, 1)) == 290
+
+    listed = run_admin(ctx, "payment", "list", "--contract", str(c), "--unpaid").json()
+    [item] = listed["items"]
+    today = japan_day(utcnow())
+    assert (item["month"], item["status"], item["paid_on"]) == ("2026-03", "overdue", None)
+    assert item["late_interest_yen"] == late_interest(7_900, due, today) and listed["unpaid_total_yen"] == 7_900
+
+    assert run_admin(ctx, "payment", "record", "--contract", str(c), "--month", "2026-03",
+                     "--paid-on", "2026-08-10").exit_code == 0
+    assert _interest_lines(ctx, c, "2026-08")[0][0] == late_interest(7_900, due, date(2026, 8, 10)) - 290 == 29
+    assert _interest_lines(ctx, c, "2026-09") == []
+    assert run_admin(ctx, "payment", "list", "--unpaid").json() == {"as_of": str(today), "items": [],
+                                                                   "unpaid_total_yen": 0}
+    [paid] = run_admin(ctx, "payment", "list").json()["items"]
+    assert (paid["status"], paid["late_days"], paid["late_interest_yen"]) == ("paid late", 101, 319)
+
+
+def test_a_late_payment_recorded_after_the_next_invoices_were_issued_warns_of_the_excess(ctx: Context) -> None:
+    c = _small_contract(ctx)
+    assert run_admin(ctx, "invoices", "--month", "2026-03", "--issue", "--due-on", "2026-04-30").exit_code == 0
+    assert run_admin(ctx, "invoices", "--month", "2026-05", "--issue", "--due-on", "2026-06-30").exit_code == 0
+    assert _issued(ctx, c)[1] == ("2026-05", 7_900 + 97, "2026-06-30", None)  # interest to 31 May, as unpaid
+    out = run_admin(ctx, "payment", "record", "--contract", str(c), "--month", "2026-03", "--paid-on", "2026-05-20")
+    assert out.exit_code == 0, out.stderr
+    assert out.json()["late_interest_yen"] == 60  # 19 days
+    assert "billed interest on the 2026-03 invoice as if it were unpaid to 2026-05-31: 37 yen more" in out.stderr
+    again = run_admin(ctx, "invoices", "--month", "2026-05", "--issue")
+    assert "the first record is kept" in again.stderr and "computed now, it comes to 7,960 yen" in again.stderr
+    assert _issued(ctx, c)[1] == ("2026-05", 7_997, "2026-06-30", None)
+
+
+def test_bad_payments_are_refused(ctx: Context) -> None:
+    c = _small_contract(ctx)
+    assert run_admin(ctx, "invoices", "--month", "2026-03", "--issue", "--due-on", "2026-04-30").exit_code == 0
+    record = ("payment", "record", "--contract", str(c))
+    tomorrow = japan_day(utcnow()) + timedelta(days=1)
+    for args, says in [
+        (("--month", "2026-04", "--paid-on", "2026-05-10"),
+         f"no invoice for 2026-04 was issued to contract {c} (its issued invoices are for 2026-03)"),
+        (("--month", "2026-03", "--paid-on", str(tomorrow)), f"a payment on {tomorrow} is in the future"),
+        (("--month", "2026-03", "--paid-on", "2026-03-30"),
+         "a payment on 2026-03-30 is before the 2026-03 invoice was issued on 2026-03-31"),
+        (("--month", "2026-03", "--paid-on", "2026-05-32"), "the payment date '2026-05-32' is not a date"),
+        (("--month", "2026-13", "--paid-on", "2026-05-10"), "the month must be 01 to 12"),
+        (("--month", "2026-03", "--paid-on", "2026-05-10", "--amount", "-7900"), "the amount '-7900' is negative"),
+        (("--month", "2026-03", "--paid-on", "2026-05-10", "--amount", "7900.5"),
+         "the amount '7900.5' is not a whole number of yen"),
+        (("--month", "2026-03", "--paid-on", "2026-05-10", "--amount", "abc"), "is not a whole number of yen"),
+        (("--month", "2026-03", "--paid-on", "2026-05-10", "--amount", "7,000"),
+         "7,000 yen received, but the 2026-03 invoice of contract"),
+    ]:
+        out = run_admin(ctx, *record, *args)
+        assert out.exit_code == 2 and out.stdout == "", args
+        assert out.stderr.startswith("error: ") and says in out.stderr, out.stderr
+    assert _issued(ctx, c) == [("2026-03", 7_900, "2026-04-30", None)]
+
+    assert run_admin(ctx, *record, "--month", "2026-03", "--paid-on", "2026-05-10").exit_code == 0
+    twice = run_admin(ctx, *record, "--month", "2026-03", "--paid-on", "2026-05-11")
+    assert twice.exit_code == 2
+    assert f"the 2026-03 invoice of contract {c} (7,900 yen) was already paid on 2026-05-10" in twice.stderr
+    assert _issued(ctx, c) == [("2026-03", 7_900, "2026-04-30", "2026-05-10")]
+
+    missing = str(uuid.uuid4())
+    for args in (("payment", "record", "--contract", missing, "--month", "2026-03", "--paid-on", "2026-05-10"),
+                 ("payment", "list", "--contract", missing)):
+        out = run_admin(ctx, *args)
+        assert out.exit_code == 2 and f"There is no contract {missing}" in out.stderr
+    other = _small_contract(ctx)
+    out = run_admin(ctx, "payment", "record", "--contract", str(other), "--month", "2026-03", "--paid-on", "2026-05-10")
+    assert out.exit_code == 2 and "(it has no issued invoice)" in out.stderr

@@ -30,7 +30,7 @@ def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'chairside.db'}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # closed after tests/e2e: a live sync Playwright keeps an event loop running
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         if os.environ.get("CHAIRSIDE_REQUIRE_BROWSER") == "1":

@@ -17,6 +17,7 @@ from chairside.api.context import Context, get_context
 from chairside.api.principal import Principal, allow
 from chairside.db.models import Account, Station
 from chairside.errors import Problem
+from chairside.sync import changes
 
 ScopedT = TypeVar("ScopedT", Account, Station)
 
@@ -94,6 +95,8 @@ def _set_scope(
             raise not_found()
         row.clinic_scope = parse_scope(s, principal.contract_id, body.clinic_ids)
         audit.add(s, principal, "scope.set", detail={key: str(ident), "clinic_ids": row.clinic_scope})
+        if isinstance(row, Station):
+            changes.station_changed(s, row)  # relays enforce the station's scope too
         return row
 
 

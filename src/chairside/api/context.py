@@ -20,6 +20,7 @@ class Context:
     extras: dict[str, object] = field(default_factory=dict)
 
 
-def get_context(request: Request) -> Context:
+async def get_context(request: Request) -> Context:
+    # async: FastAPI would run a plain function in a worker thread, a hop on every request
     ctx: Context = request.app.state.ctx
     return ctx

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy import or_, select
 
 from chairside import audit
+from chairside.api import readcache
 from chairside.api.context import Context, get_context
 from chairside.api.patients import READERS, WRITERS
 from chairside.api.patients import not_found as patient_not_found
@@ -22,6 +23,7 @@ from chairside.api.schemas import MediaList, MediaOut
 from chairside.db import visibility
 from chairside.db.models import Media, utcnow
 from chairside.errors import Problem
+from chairside.sync import changes, outbox
 from chairside.trash import purge_media
 
 router = APIRouter(prefix="/api/v1", tags=["media"])
@@ -79,11 +81,32 @@ def list_patient_media(
 
 
 def _item(ctx: Context, principal: Principal, media_id: uuid.UUID, *, include_deleted: bool = False) -> Media:
+    generation = ctx.db.writes
     with ctx.db.read() as s:
         item = visibility.media_item(s, principal, media_id, include_deleted=include_deleted)
         if item is None:
             raise not_found()
-        return item
+    readcache.for_ctx(ctx).put(_item_key(principal, media_id, include_deleted), generation, item)
+    return item
+
+
+def _item_key(principal: Principal, media_id: uuid.UUID, include_deleted: bool) -> tuple[object, ...]:
+    return ("media", principal.contract_id, principal.clinic_ids, media_id, include_deleted)
+
+
+async def _item_async(ctx: Context, principal: Principal, media_id: uuid.UUID) -> Media:
+    """The item from the read cache (no I/O), else from the database in a worker thread."""
+    hit = readcache.for_ctx(ctx).get(_item_key(principal, media_id, False), ctx.db.writes)
+    if isinstance(hit, Media):
+        return hit
+    return await anyio.to_thread.run_sync(_item, ctx, principal, media_id)
+
+
+async def _audit_read(ctx: Context, principal: Principal, action: str, item: Media) -> None:
+    """Record a read, in a worker thread, unless it was recorded moments ago (checked without I/O)."""
+    if not audit.recorded_recently(principal, action, patient_id=item.patient_id, media_id=item.id):
+        await anyio.to_thread.run_sync(lambda: audit.record(ctx, principal, action, checked=True,
+                                                            patient_id=item.patient_id, media_id=item.id))
 
 
 @router.get("/media/{media_id}", response_model=MediaOut, summary="One photo or video's details")
@@ -116,9 +139,12 @@ async def get_content(
     if_range: Annotated[str | None, Header()] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    item = await anyio.to_thread.run_sync(_item, ctx, principal, media_id)
-    await anyio.to_thread.run_sync(lambda: audit.record(ctx, principal, "media.content", patient_id=item.patient_id,
-                                                        media_id=item.id))
+    item = await _item_async(ctx, principal, media_id)
+    await _audit_read(ctx, principal, "media.content", item)
+    if ctx.role == "relay":  # from the relay's cache, or streamed from the cloud while it is cached
+        from chairside.sync import cache
+
+        return await cache.serve(ctx, item, request, range, if_range, if_none_match, request.method == "HEAD")
     return BlobResponse(
         ctx.blobs, item.sha256, item.size, item.mime,
         range_header=range, if_range=if_range, if_none_match=if_none_match,
@@ -134,11 +160,14 @@ async def get_thumbnail(
     ctx: Annotated[Context, Depends(get_context)],
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    item = await anyio.to_thread.run_sync(_item, ctx, principal, media_id)
+    item = await _item_async(ctx, principal, media_id)
     if item.thumb_sha256 is None:
         raise Problem(404, "This item has no preview yet.", code="no-thumbnail")
-    await anyio.to_thread.run_sync(lambda: audit.record(ctx, principal, "media.thumbnail",
-                                                        patient_id=item.patient_id, media_id=item.id))
+    await _audit_read(ctx, principal, "media.thumbnail", item)
+    if ctx.role == "relay":  # from the relay, or fetched from the cloud now
+        from chairside.sync import cache
+
+        return await cache.serve_thumbnail(ctx, item, if_none_match)
     info = await anyio.to_thread.run_sync(ctx.blobs.stat, item.thumb_sha256)
     if info is None:
         raise Problem(404, "This item's preview is missing; it will be made again.", code="no-thumbnail")
@@ -158,6 +187,9 @@ def trash_media(
         if item.deleted_at is None:
             item.deleted_at = utcnow()
             audit.add(s, principal, "media.trash", patient_id=item.patient_id, media_id=item.id)
+            changes.media_changed(s, item)
+            if ctx.role == "relay":  # carried to the cloud by the relay's uploader
+                outbox.record(s, "media.trash", item.id, {"id": str(item.id), "at": item.deleted_at.isoformat()})
         return item
 
 
@@ -174,6 +206,9 @@ def restore_media(
         if item.deleted_at is not None:
             item.deleted_at = None
             audit.add(s, principal, "media.restore", patient_id=item.patient_id, media_id=item.id)
+            changes.media_changed(s, item)
+            if ctx.role == "relay":
+                outbox.record(s, "media.restore", item.id, {"id": str(item.id), "at": utcnow().isoformat()})
         return item
 
 

@@ -9,6 +9,7 @@ must echo the session's CSRF value in `X-CSRF-Token`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -18,11 +19,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import anyio
 from fastapi import Depends, Request
 from sqlalchemy import select, update
 
+from chairside.api import readcache
 from chairside.api.context import Context, get_context
-from chairside.db.models import Account, DeviceSession, Station, utcnow
+from chairside.db.models import Account, DeviceSession, Relay, Station, utcnow
 from chairside.errors import Problem
 
 ROLES = ("operator", "admin", "viewer", "station", "relay")
@@ -43,6 +46,7 @@ class Principal:
     name: str = ""
     device: str = ""
     address: str = ""
+    relay_id: uuid.UUID | None = None
 
     def sees_clinic(self, clinic_id: uuid.UUID) -> bool:
         return self.clinic_ids is None or clinic_id in self.clinic_ids
@@ -83,7 +87,26 @@ _SIGN_IN = Problem(
 )
 
 
+STATION_PREFIX = "cs_st"
+
+
+def cached(request: Request, ctx: Context) -> Principal | None:
+    """A capture station known from the read cache (api/readcache.py), with no I/O; None on a miss."""
+    token, _ = credentials(request)
+    if token is None or not token.startswith(STATION_PREFIX + "_"):
+        return None
+    hit = readcache.for_ctx(ctx).get(("station", token_hash(token)), ctx.db.writes)
+    return None if hit is None else dataclasses.replace(hit, address=client_address(request))
+
+
 def _station(ctx: Context, token: str, address: str) -> Principal:
+    generation = ctx.db.writes
+    principal = _station_from_db(ctx, token, address)
+    readcache.for_ctx(ctx).put(("station", token_hash(token)), generation, principal)
+    return principal
+
+
+def _station_from_db(ctx: Context, token: str, address: str) -> Principal:
     with ctx.db.read() as s:
         station = s.scalar(select(Station).where(Station.token_hash == token_hash(token)))
         if station is None:
@@ -93,6 +116,28 @@ def _station(ctx: Context, token: str, address: str) -> Principal:
                           code="station-revoked", headers={"WWW-Authenticate": "Bearer"})
         return Principal("station", station.contract_id, _scope(station.clinic_scope), station_id=station.id,
                          name=station.name, device=station.name, address=address)
+
+
+RELAY_PREFIX = "cs_rl"
+
+
+def _relay(ctx: Context, token: str, address: str) -> Principal:
+    """A clinic's relay box: it acts for the whole contract (it forwards its stations' work)."""
+    now = utcnow()
+    with ctx.db.read() as s:
+        relay = s.scalar(select(Relay).where(Relay.token_hash == token_hash(token)))
+        if relay is None:
+            raise _SIGN_IN
+        if relay.revoked_at is not None:
+            raise Problem(401, "This relay has been revoked. Ask the operator for a new relay token and set it in "
+                          "the relay's settings (CHAIRSIDE_RELAY_TOKEN).", code="relay-revoked",
+                          headers={"WWW-Authenticate": "Bearer"})
+        stale = relay.last_seen_at is None or now - relay.last_seen_at >= _TOUCH_EVERY
+    if stale:
+        with ctx.db.session() as s:
+            s.execute(update(Relay).where(Relay.id == relay.id).values(last_seen_at=now))
+    return Principal("relay", relay.contract_id, None, relay_id=relay.id, name=relay.name, device=relay.name,
+                     address=address)
 
 
 def _session(ctx: Context, token: str, address: str) -> Principal:
@@ -142,6 +187,8 @@ def authenticate(request: Request, ctx: Context) -> Principal:
             raise Problem(403, "This page is out of date (its security token is missing). Reload it and try again.",
                           code="csrf")
         return principal
+    if token.startswith(RELAY_PREFIX + "_"):
+        return _relay(ctx, token, address)
     return _station(ctx, token, address)
 
 
@@ -151,10 +198,12 @@ def allow(*roles: str) -> Any:
     if unknown:
         raise ValueError(f"unknown roles {unknown}")
 
-    def dependency(request: Request, ctx: Context = Depends(get_context)) -> Principal | None:
+    async def dependency(request: Request, ctx: Context = Depends(get_context)) -> Principal | None:
         if not roles:
             return None
-        principal = authenticate(request, ctx)
+        principal = cached(request, ctx)
+        if principal is None:
+            principal = await anyio.to_thread.run_sync(authenticate, request, ctx)
         if principal.role not in roles:
             raise Problem(403, "Your account may not do this. Ask the clinic's administrator.", code="forbidden")
         request.state.principal = principal

@@ -146,18 +146,40 @@ class BlobResponse(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send_file(self, path: Path, send: Send) -> None:
-        fd = await anyio.to_thread.run_sync(os.open, path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)  # a local open is microseconds: no worker thread for it
         try:
             pos, end = self.start, self.start + self.length
             while pos < end:
                 n = min(self.chunk_size, end - pos)
-                chunk = await anyio.to_thread.run_sync(os.pread, fd, n, pos)
+                chunk: bytes | bytearray | None = _read_cached(fd, n, pos)
+                if chunk is None:
+                    chunk = await anyio.to_thread.run_sync(os.pread, fd, n, pos)
                 if not chunk:
                     raise OSError(f"blob {self.sha256} is shorter than recorded")
                 pos += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": pos < end})
         finally:
             os.close(fd)
+
+
+def _read_cached(fd: int, n: int, pos: int) -> bytearray | None:
+    """The bytes at `pos` if they are all in the page cache (read at once, in the event loop);
+    None when the read would wait for the disk, which then happens in a worker thread.
+
+    `RWF_NOWAIT` makes the kernel answer from memory or refuse: a hot video (one being
+    watched, or just recorded) costs no thread hop per range, and a cold one never blocks
+    the loop behind a disk seek."""
+    flag = getattr(os, "RWF_NOWAIT", None)
+    if flag is None:
+        return None
+    buf = bytearray(n)
+    try:
+        got = os.preadv(fd, [buf], pos, flag)
+    except OSError:  # EAGAIN (not cached), or a filesystem without the flag
+        return None
+    if got != n:
+        return None  # partly cached: the thread reads it whole
+    return buf  # sent as is (uvicorn writes any bytes-like body): no copy
 
 
 def iter_file(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:

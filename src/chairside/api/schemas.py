@@ -47,6 +47,9 @@ class PatientOut(BaseModel):
     sex: str
     created_at: datetime
     updated_at: datetime
+    # Set when this patient was registered (offline, at a relay) under a chart number another patient of
+    # the clinic already had: staff should merge the two. Null for every ordinary patient.
+    merge_with: uuid.UUID | None = None
 
 
 class PatientList(BaseModel):

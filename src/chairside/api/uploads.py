@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 import uuid
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -21,13 +22,14 @@ from zoneinfo import ZoneInfo
 import anyio
 from fastapi import APIRouter, Depends, Header, Request, Response
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
 from chairside import audit, quota
 from chairside.api.context import Context, get_context
 from chairside.api.principal import Principal, allow
 from chairside.db import visibility
-from chairside.db.models import Media, Upload, utcnow
+from chairside.db.models import Media, Station, Upload, utcnow
 from chairside.errors import Problem
 from chairside.ingest import IngestRequest, ingest
 from chairside.tus import protocol as tus
@@ -35,7 +37,7 @@ from chairside.tus.store import PartStore, write_all
 
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 
-BATCH = 4 << 20  # bytes gathered before each write+hash in a worker thread
+BATCH = 1 << 20  # bytes gathered before each write+hash in a worker thread
 CLINIC_TZ = ZoneInfo("Asia/Tokyo")
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 WRITERS = ("station", "admin", "viewer", "relay")
@@ -154,6 +156,8 @@ async def create(
     expected = meta.get("sha256", "").lower() or None
     if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", expected):
         raise _bad("'sha256' in the upload's metadata must be 64 hexadecimal digits.", code="bad-metadata")
+    if ctx.role == "relay":
+        await anyio.to_thread.run_sync(_check_disk, ctx, length)
     upload_id = secrets.token_hex(16)
 
     def create_row() -> Upload:
@@ -167,12 +171,28 @@ async def create(
                 raise Problem(409, f"The media id {media_id} is already used for a different file. The "
                               "capture software must make a new id for each new recording or photo.",
                               code="media-id-conflict", headers=tus.base_headers())
-            # A new video at or over the video limit is refused now; photos always pass.
-            over_limit = quota.check_new_upload(s, principal.contract_id, meta, replay=same_id is not None,
-                                                headers=tus.base_headers())
+            if principal.role == "relay":
+                # A relay forwards what its clinic's station recorded: the item is that station's, and it is
+                # never refused for the quota (the clinic already holds the recording); it is counted as usual.
+                station_id = _relay_station(s, principal, meta)
+                over_limit = False
+            else:
+                station_id = principal.station_id
+                # A new video at or over the video limit is refused now; photos always pass.
+                try:
+                    over_limit = quota.check_new_upload(s, principal.contract_id, meta, replay=same_id is not None,
+                                                        headers=tus.base_headers())
+                except Problem as refused:
+                    if not _relay_offline(ctx) or refused.code != "video-quota-full":
+                        raise
+                    # A relay cut off from the cloud cannot know the contract's hours now: never lose a recording.
+                    from chairside.sync.relay import count_accepted_over_quota
+
+                    count_accepted_over_quota(s)
+                    over_limit = False
             upload = Upload(
                 id=upload_id, contract_id=principal.contract_id, patient_id=patient_id,
-                media_id=media_id, station_id=principal.station_id, filename=filename,
+                media_id=media_id, station_id=station_id, filename=filename,
                 captured_at=captured_at, length=length, offset=0,
                 upload_metadata=(upload_metadata or "")[:4000], expected_sha256=expected,
                 expires_at=utcnow() + timedelta(seconds=ctx.settings.upload_expiry_s),
@@ -203,6 +223,7 @@ async def head(
     upload = await anyio.to_thread.run_sync(_load, ctx, principal, upload_id)
     if upload.offset == upload.length and upload.completed_at is None:
         # The last bytes were in but the server stopped before storing the file: finish now.
+        await anyio.to_thread.run_sync(_recover_part, ctx, upload)
         async with parts(ctx).locked(upload_id, ctx.settings.upload_lock_wait_s):
             upload = await anyio.to_thread.run_sync(_load, ctx, principal, upload_id)
             if upload.completed_at is None:
@@ -263,21 +284,29 @@ async def _patch(
     offset: int = 0,
 ) -> Upload:
     store = parts(ctx)
+    if upload.offset == upload.length and upload.completed_at is None:
+        await anyio.to_thread.run_sync(_recover_part, ctx, upload)
     async with store.locked(upload.id, ctx.settings.upload_lock_wait_s) as fd:
         # Re-read under the lock: another PATCH may have moved the offset while we waited.
         upload = await anyio.to_thread.run_sync(_load, ctx, principal, upload.id)
         if upload.completed_at is not None or offset != upload.offset:
             if upload.completed_at is not None and offset == upload.length:
                 return upload
+            # Connection: close, so a client streaming a large body stops now rather than send it all first.
             raise Problem(409, f"The upload is at byte {upload.offset}, not {offset}. Resume from the "
                           "server's offset (ask with HEAD).", code="offset-mismatch",
-                          headers=_headers(upload))
+                          headers=_headers(upload, Connection="close"))
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > upload.length - offset:
             raise _bad("The request sends more bytes than the upload's declared length.", code="too-long")
         if upload.offset < upload.length:
-            new_offset = await _receive(ctx, fd, upload, request, checksum)
+            new_offset, idle = await _receive(ctx, fd, upload, request, checksum)
             upload = await anyio.to_thread.run_sync(_commit_offset, ctx, upload, new_offset)
+            if idle and upload.offset < upload.length:
+                # The client stopped sending: what arrived is kept, the lock goes with this answer.
+                raise Problem(408, f"No bytes arrived for {ctx.settings.upload_idle_timeout_s:g} s, so this request "
+                              f"was ended; the upload is at byte {upload.offset}. Resume from there.",
+                              code="upload-idle", headers=_headers(upload, Connection="close"))
         if upload.offset == upload.length:
             upload = await _complete(ctx, principal, upload)
     return upload
@@ -285,8 +314,10 @@ async def _patch(
 
 async def _receive(
     ctx: Context, fd: int, upload: Upload, request: Request, checksum: tus.Checksum | None
-) -> int:
-    """Stream the request body to the partial file at the upload's offset; answer the new offset."""
+) -> tuple[int, bool]:
+    """Stream the request body to the partial file at the upload's offset; answer the new offset, and
+    whether the body stopped: no byte for `upload_idle_timeout_s` (a stalled client) ends the read like a
+    disconnect, so the bytes that arrived are kept and the upload's lock does not stay held."""
     store = parts(ctx)
     start = upload.offset
     await anyio.to_thread.run_sync(os.ftruncate, fd, start)  # drop bytes past the authoritative offset
@@ -297,7 +328,8 @@ async def _receive(
     pos = start
     buf = bytearray()
     limit = upload.length
-    disconnected = False
+    disconnected = idle = False
+    idle_s = ctx.settings.upload_idle_timeout_s
 
     async def flush() -> None:
         nonlocal pos, buf
@@ -307,7 +339,16 @@ async def _receive(
 
     try:
         try:
-            async for chunk in request.stream():
+            body = request.stream().__aiter__()
+            while True:
+                with anyio.move_on_after(idle_s) as waited:
+                    try:
+                        chunk = await body.__anext__()
+                    except StopAsyncIteration:
+                        break
+                if waited.cancelled_caught:
+                    idle = disconnected = True
+                    break
                 if pos + len(buf) + len(chunk) > limit:
                     raise _bad("The request sends more bytes than the upload's declared length.",
                                code="too-long")
@@ -322,7 +363,7 @@ async def _receive(
         ):
                 raise Problem(460, "The data arrived damaged (its checksum does not match). Nothing "
                               "was kept from this request; send it again.", code="checksum-mismatch",
-                              headers=_headers(upload))
+                              headers=_headers(upload, **({"Connection": "close"} if idle else {})))
         await anyio.to_thread.run_sync(os.fdatasync, fd)
     except BaseException:
         # Keep the file and the running hash exactly at the last offset we answered for.
@@ -331,7 +372,7 @@ async def _receive(
         store.remember(upload.id, start, before)
         raise
     store.remember(upload.id, pos, hasher)
-    return pos
+    return pos, idle
 
 
 def _commit_offset(ctx: Context, upload: Upload, new_offset: int) -> Upload:
@@ -373,6 +414,9 @@ async def _complete(ctx: Context, principal: Principal, upload: Upload) -> Uploa
         # rename, not a copy); on any failure it goes back, so a retry or a drop finds it.
         part = store.path(upload.id)
         staged = part.with_suffix(".ingest")
+        if upload.expected_sha256 != digest:  # a crash from here on finds the bytes by this key (_recover_part)
+            with ctx.db.session() as s:
+                s.execute(update(Upload).where(Upload.id == upload.id).values(expected_sha256=digest))
         os.replace(part, staged)
         req = IngestRequest(
             path=staged, sha256=digest, size=upload.length, media_id=upload.media_id,
@@ -380,7 +424,9 @@ async def _complete(ctx: Context, principal: Principal, upload: Upload) -> Uploa
             patient_id=upload.patient_id, filename=upload.filename, captured_at=upload.captured_at,
             source="station" if principal.role in ("station", "relay") else "viewer",
             station_id=upload.station_id, created_over_limit=upload.created_over_limit,
-            notice_percents=ctx.settings.quota_notice_percents,
+            # At a relay the row's transaction queues the upload to the cloud; notices are the cloud's to send.
+            notice_percents=() if ctx.role == "relay" else ctx.settings.quota_notice_percents,
+            relay=ctx.role == "relay",
         )
         try:
             ingest(ctx.db, ctx.blobs, req, thumbnail_max_side=ctx.settings.thumbnail_max_side)
@@ -405,6 +451,57 @@ async def _complete(ctx: Context, principal: Principal, upload: Upload) -> Uploa
         await anyio.to_thread.run_sync(_drop, ctx, upload.id)
         problem.headers.update(tus.base_headers())
         raise
+
+
+def _recover_part(ctx: Context, upload: Upload) -> None:
+    """Put a finished upload's bytes back where its lock and `_complete` expect them after a crash
+    while storing it: from the staged file, or (the blob store had already adopted it) from the blob."""
+    part = parts(ctx).path(upload.id)
+    staged = part.with_suffix(".ingest")
+    if part.exists():
+        return
+    if staged.exists():
+        os.replace(staged, part)
+        return
+    stored = ctx.blobs.local_path(upload.expected_sha256) if upload.expected_sha256 else None
+    if stored is not None:  # rare (a crash in a few milliseconds' window): a copy, then the usual path
+        tmp = part.with_suffix(".copy")
+        shutil.copyfile(stored, tmp)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, part)
+
+
+def _relay_offline(ctx: Context) -> bool:
+    """At a relay: whether the cloud has not answered lately (sync/upstream.py)."""
+    if ctx.role != "relay":
+        return False
+    from chairside.sync.upstream import Upstream
+
+    up = ctx.extras.get("upstream")
+    return not (isinstance(up, Upstream) and up.online)
+
+
+def _check_disk(ctx: Context, length: int) -> None:
+    """At a relay: 507 when this upload would take the disk below relay_min_free_bytes (reads keep working)."""
+    free = shutil.disk_usage(ctx.settings.uploads_dir).free
+    if free - length < ctx.settings.relay_min_free_bytes:
+        raise Problem(507, "The clinic's relay is almost out of disk space, so this recording cannot be taken now. "
+                      "The recording is still on this station; ask the clinic's administrator or support to free "
+                      "space.", code="relay-disk-full", headers={**tus.base_headers(), "Retry-After": "600"},
+                      free_bytes=free, upload_bytes=length)
+
+
+def _relay_station(s: Session, principal: Principal, meta: dict[str, str]) -> uuid.UUID | None:
+    """The station named in a relay's forward (`station_id` metadata), checked to be of the relay's contract."""
+    if not meta.get("station_id"):
+        return None
+    station_id = _uuid(meta, "station_id")
+    found = s.scalar(select(Station.id).where(Station.id == station_id, Station.contract_id == principal.contract_id))
+    if found is None:
+        raise Problem(422, "The station this recording came from is not registered to this contract. Check the "
+                      "relay's settings, or register the station again.", code="unknown-station",
+                      headers=tus.base_headers())
+    return station_id
 
 
 def _station_clinic(ctx: Context, upload: Upload) -> uuid.UUID | None:

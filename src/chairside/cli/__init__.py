@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from chairside.cli import admin, cloud, demo
+from chairside.cli import admin, cloud, demo, relay
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Chairside: media cloud for dental clinics.")
 app.add_typer(cloud.app, name="cloud")
 app.add_typer(admin.app, name="admin")
+app.add_typer(relay.app, name="relay")
 app.command("demo")(demo.demo)
 
 
 def main() -> None:
+    from chairside._memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread starts: see _memory.py
     app()

@@ -17,10 +17,11 @@ from chairside.api.uploads import sweep_expired
 from chairside.app import build_context
 from chairside.cli import billing
 from chairside.cli.common import DatabaseUrl, DataDir, emit, fail, load_settings, parse_uuid
-from chairside.db.models import Clinic, Contract, Station, utcnow
+from chairside.db.models import Clinic, Contract, Relay, Station, utcnow
 from chairside.domain.plans import PlanError, onboarding_plan_hours, validate_plan_hours
 from chairside.errors import Problem
 from chairside.plan_changes import record_first_plan
+from chairside.sync import changes
 from chairside.trash import purge_older_than
 
 app = typer.Typer(no_args_is_help=True, help="Operator commands: contracts, clinics, stations, housekeeping.")
@@ -30,12 +31,16 @@ station_app = typer.Typer(no_args_is_help=True, help="Capture stations at the ch
 account_app = typer.Typer(no_args_is_help=True, help="Viewer accounts of a contract.")
 uploads_app = typer.Typer(no_args_is_help=True, help="Unfinished uploads.")
 trash_app = typer.Typer(no_args_is_help=True, help="The trash of deleted media.")
+relay_app = typer.Typer(no_args_is_help=True, help="Relay boxes in the clinics (they follow this cloud).")
+feed_app = typer.Typer(no_args_is_help=True, help="The changes feed that relays follow.")
 app.add_typer(contract_app, name="contract")
 app.add_typer(clinic_app, name="clinic")
 app.add_typer(station_app, name="station")
 app.add_typer(account_app, name="account")
 app.add_typer(uploads_app, name="uploads")
 app.add_typer(trash_app, name="trash")
+app.add_typer(relay_app, name="relay")
+app.add_typer(feed_app, name="feed")
 
 
 class State:
@@ -76,6 +81,7 @@ def contract_create(
         s.add(contract)
         s.flush()
         record_first_plan(s, contract)
+        changes.contract_changed(s, contract.id)
         emit({"id": str(contract.id), "name": contract.name, "plan_hours": contract.plan_hours})
 
 
@@ -91,7 +97,7 @@ def clinic_create(
             _fail(f"no contract {contract_id}")
         clinic = Clinic(contract_id=contract_id, name=name)
         s.add(clinic)
-        s.flush()
+        changes.clinic_changed(s, clinic)
         emit({"id": str(clinic.id), "contract_id": str(contract_id), "name": name})
 
 
@@ -103,6 +109,7 @@ def create_station(ctx: Context, clinic_id: uuid.UUID, name: str) -> tuple[Stati
             raise LookupError(f"no clinic {clinic_id}")
         station = Station(contract_id=clinic.contract_id, clinic_id=clinic.id, name=name, token_hash=token_hash(token))
         s.add(station)
+        changes.station_changed(s, station)
     return station, token
 
 
@@ -184,3 +191,82 @@ def account_create(
         return
     emit({"id": str(account.id), "login": account.login, "admin": account.is_admin,
           "clinic_ids": account.clinic_scope})
+
+
+# --- relays -------------------------------------------------------------------------------------
+
+
+def create_relay(ctx: Context, clinic_id: uuid.UUID, name: str | None = None) -> tuple[Relay, str]:
+    """Register a clinic's relay box; answers the row and its token (shown once, stored hashed)."""
+    token = new_token("cs_rl")
+    with ctx.db.session() as s:
+        clinic = s.get(Clinic, clinic_id)
+        if clinic is None:
+            raise LookupError(f"no clinic {clinic_id}")
+        relay = Relay(contract_id=clinic.contract_id, clinic_id=clinic.id, name=(name or f"{clinic.name} relay")[:200],
+                      token_hash=token_hash(token))
+        s.add(relay)
+        s.flush()
+    return relay, token
+
+
+def revoke_relay(ctx: Context, relay_id: uuid.UUID) -> Relay:
+    with ctx.db.session() as s:
+        relay = s.get(Relay, relay_id)
+        if relay is None:
+            raise LookupError(f"no relay {relay_id}")
+        if relay.revoked_at is None:
+            relay.revoked_at = utcnow()
+        return relay
+
+
+def _relay_json(relay: Relay) -> dict[str, object]:
+    return {"id": str(relay.id), "clinic_id": str(relay.clinic_id), "contract_id": str(relay.contract_id),
+            "name": relay.name, "created_at": relay.created_at, "revoked_at": relay.revoked_at,
+            "last_seen_at": relay.last_seen_at}
+
+
+@relay_app.command("create")
+def relay_create(
+    clinic: Annotated[str, typer.Option(help="Clinic id: the clinic whose LAN the relay serves.")],
+    name: Annotated[str | None, typer.Option(help="A name staff recognise, e.g. 'Main clinic relay'.")] = None,
+) -> None:
+    """Register a relay box; prints its id and its token (shown once, stored hashed): the relay's relay_token."""
+    try:
+        relay, token = create_relay(_ctx(), _uuid(clinic, "clinic"), name)
+    except LookupError as e:
+        _fail(str(e))
+        return
+    emit({"id": str(relay.id), "clinic_id": str(relay.clinic_id), "contract_id": str(relay.contract_id),
+          "name": relay.name, "token": token})
+
+
+@relay_app.command("list")
+def relay_list(contract: Annotated[str, typer.Option(help="Contract id.")]) -> None:
+    """List a contract's relays, with when each last reached this cloud."""
+    with _ctx().db.read() as s:
+        rows = s.scalars(select(Relay).where(Relay.contract_id == _uuid(contract, "contract"))
+                         .order_by(Relay.created_at, Relay.id)).all()
+        emit({"items": [_relay_json(r) for r in rows]})
+
+
+@relay_app.command("revoke")
+def relay_revoke(relay: Annotated[str, typer.Argument(help="Relay id.")]) -> None:
+    """Revoke a lost or retired relay: its token stops working at once."""
+    try:
+        row = revoke_relay(_ctx(), _uuid(relay, "relay"))
+    except LookupError as e:
+        _fail(str(e))
+        return
+    emit(_relay_json(row))
+
+
+@feed_app.command("backfill")
+def feed_backfill(contract: Annotated[str, typer.Option(help="Contract id.")]) -> None:
+    """Put every row of a contract made before the feed existed into its feed (run once, before its first relay)."""
+    try:
+        written = changes.backfill(_ctx().db, _uuid(contract, "contract"))
+    except LookupError as e:
+        _fail(str(e))
+        return
+    emit({"contract_id": contract, "events": written})

@@ -6,12 +6,18 @@
     chairside admin --data DIR plan-request list [--status pending]
     chairside admin --data DIR plan-request approve ID
     chairside admin --data DIR plan-request decline ID [--reason TEXT]
+    chairside admin --data DIR contract cancel --contract ID --notice-on YYYY-MM-DD [--replace]
+    chairside admin --data DIR contract cancel --contract ID --withdraw
     chairside admin --data DIR invoices --month YYYY-MM [--format json|csv] [--output FILE]
+                                        [--issue [--due-on YYYY-MM-DD]]
+    chairside admin --data DIR payment record --contract ID --month YYYY-MM --paid-on YYYY-MM-DD [--amount YEN]
+    chairside admin --data DIR payment list [--contract ID] [--unpaid]
     chairside admin --data DIR quota show --contract ID
     chairside admin --data DIR quota verify [--fix]
     chairside admin --data DIR notices send
 
-Every refusal prints `error: ...` on standard error and exits with code 2.
+Every refusal prints `error: ...` on standard error and exits with code 2. The billing rules
+behind cancellation notices, issued invoices, due dates and payments: docs/billing.md.
 """
 
 from __future__ import annotations
@@ -19,20 +25,33 @@ from __future__ import annotations
 import json
 import re
 import sys
+import uuid
 from collections.abc import Callable
+from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from chairside import notify, plan_changes, quota
 from chairside.api.context import Context
-from chairside.billing_data import invoices_for_month
+from chairside.billing_data import contract_billing, invoices_for_month, invoices_in
 from chairside.cli.common import emit, fail, parse_uuid
-from chairside.db.models import Contract, PlanRequest, utcnow
-from chairside.domain.billing import Month, invoice_to_json, invoices_to_csv, parse_month
+from chairside.db.models import Contract, IssuedInvoice, PlanRequest, utcnow
+from chairside.domain.billing import (
+    Invoice,
+    Month,
+    contract_end_for_notice,
+    invoice_to_json,
+    invoices_to_csv,
+    late_interest,
+    late_interest_days,
+    parse_month,
+)
 from chairside.errors import Problem
 
 _get_ctx: Callable[[], Context] | None = None
@@ -40,6 +59,7 @@ _get_ctx: Callable[[], Context] | None = None
 plan_request_app = typer.Typer(no_args_is_help=True, help="Requests for a larger plan from contract admins.")
 quota_app = typer.Typer(no_args_is_help=True, help="Stored video hours against the plans.")
 notices_app = typer.Typer(no_args_is_help=True, help="Notices to contracts and their e-mails.")
+payment_app = typer.Typer(no_args_is_help=True, help="Payments of issued invoices (the ledger late interest reads).")
 
 # Deliberately simple: one address, no spaces or line breaks (which could forge e-mail headers).
 _EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+")
@@ -51,6 +71,54 @@ def _ctx() -> Context:
 
 
 _fail, _uuid = fail, parse_uuid
+
+
+_ONE_DAY = timedelta(days=1)
+_DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
+_YEN = re.compile(r"\d{1,3}(,\d{3})+|\d+", re.ASCII)
+
+
+def _today() -> date:
+    """Today in Japan: billing's calendar (domain.billing takes Japanese calendar days)."""
+    return quota.japan_day(utcnow())
+
+
+def _day(text: str, what: str) -> date:
+    """A calendar day typed as YYYY-MM-DD, or a refusal saying how to write it."""
+    found = _DAY.fullmatch(text.strip())
+    if found is None:
+        _fail(f"{what} '{text}' is not a date: write it as YYYY-MM-DD, for example 2026-04-30.")
+    try:
+        return date(int(found[1]), int(found[2]), int(found[3]))
+    except ValueError as e:
+        _fail(f"{what} '{text}' is not a date ({e}): write it as YYYY-MM-DD, for example 2026-04-30.")
+
+
+def _month(text: str) -> Month:
+    try:
+        return parse_month(text)
+    except ValueError as e:
+        _fail(str(e))
+
+
+def _yen(text: str, what: str) -> int:
+    """Whole yen typed by a person: "7900" or "7,900"; negative, fractional or other text is refused."""
+    cleaned = text.strip()
+    if cleaned.endswith("円"):
+        cleaned = cleaned[:-1].strip()
+    if not _YEN.fullmatch(cleaned):
+        if re.fullmatch(r"\s*-.*", cleaned):
+            _fail(f"{what} '{text}' is negative: an amount is whole yen, 0 or more, for example 7900.")
+        _fail(f"{what} '{text}' is not a whole number of yen: write it as digits, for example 7900 or 7,900 "
+              "(amounts are integer yen, tax included; there are no fractions of a yen).")
+    return int(cleaned.replace(",", ""))
+
+
+def _contract_row(s: Session, contract_id: uuid.UUID) -> Contract:
+    row = s.get(Contract, contract_id)
+    if row is None:
+        _fail(f"There is no contract {contract_id}.")
+    return row
 
 
 def _contract_opt() -> typer.models.OptionInfo:
@@ -107,6 +175,62 @@ def set_contacts(
             _fail(f"no contract {contract_id}")
         row.contact_emails = list(dict.fromkeys(addresses))
         emit({"contract_id": str(contract_id), "contact_emails": row.contact_emails})
+
+
+def cancel(
+    contract: Annotated[str, _contract_opt()],
+    notice_on: Annotated[str | None, typer.Option("--notice-on", help="The day the cancellation notice was "
+                                                  "received, YYYY-MM-DD (Japan).")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace a notice already recorded with a "
+                                          "different date.")] = False,
+    withdraw: Annotated[bool, typer.Option("--withdraw", help="Clear the notice: the contract goes on.")] = False,
+) -> None:
+    """Record a contract's cancellation notice; prints its last day (10-day rule) and its last billed month."""
+    contract_id = _uuid(contract, "contract")
+    if withdraw == (notice_on is not None):
+        _fail("give either --notice-on YYYY-MM-DD (record the notice) or --withdraw (clear it), not "
+              + ("both" if withdraw else "neither"))
+    if replace and withdraw:
+        _fail("--replace goes with --notice-on, not with --withdraw")
+    day = _day(notice_on, "the notice date") if notice_on is not None else None
+    today = _today()
+    with _ctx().db.session() as s:
+        row = _contract_row(s, contract_id)
+        previous = row.cancellation_notice_on
+        if day is None:
+            row.cancellation_notice_on = None
+            emit({"contract_id": str(row.id), "cancellation_notice_on": None, "ends_on": None,
+                  "last_billed_month": None, "withdrawn_notice_on": previous,
+                  "note": "notice withdrawn: the contract goes on" if previous else "no notice was recorded"})
+            return
+        start = quota.japan_day(row.created_at)
+        if day < start:
+            _fail(f"a notice on {day} is before the service started on {start}: check the date.")
+        if day > today:
+            _fail(f"a notice on {day} is in the future (today is {today} in Japan): record a notice once it is "
+                  "received, with the day it was received.")
+        if previous is not None and previous != day and not replace:
+            _fail(f"contract {row.id} already has a cancellation notice received on {previous} (it ends the "
+                  f"contract on {contract_end_for_notice(previous)}); to record {day} instead, add --replace, "
+                  "or clear it with --withdraw.")
+        ends_on = contract_end_for_notice(day)
+        after = list(s.scalars(select(IssuedInvoice.month).where(
+            IssuedInvoice.contract_id == row.id, IssuedInvoice.month > str(Month.of(ends_on)))
+            .order_by(IssuedInvoice.month)))
+        if after:
+            _fail(f"a notice on {day} ends the contract on {ends_on}, but invoices were already issued for "
+                  f"{', '.join(after)}, after that: check the date, or settle those invoices first.")
+        row.cancellation_notice_on = day
+        try:
+            facts = contract_billing(s, row)
+        except ValueError as e:
+            _fail(f"a notice on {day} cannot be recorded: {e}")
+        last = facts.last_invoice_month
+        emit({"contract_id": str(row.id), "cancellation_notice_on": day, "ends_on": ends_on,
+              "last_billed_month": str(last) if last else None,
+              "replaced_notice_on": previous if previous not in (None, day) else None,
+              "note": "already recorded: nothing changed" if previous == day else
+              f"the contract ends on {ends_on}; {last} is its last billed month"})
 
 
 # --- plan requests ----------------------------------------------------------------------------
@@ -207,26 +331,50 @@ class Format(StrEnum):
     csv = "csv"
 
 
+def default_due_on(billed: Month) -> date:
+    """The due date of a month's invoices unless --due-on says otherwise: the last day of the month after
+    the invoice's issue day (invoices are issued on the billed month's last day), 月末締め翌月末払い."""
+    return billed.next().last_day
+
+
 def invoices(
     month: Annotated[str, typer.Option(help="The month billed, as YYYY-MM.")],
     format: Annotated[Format, typer.Option("--format", help="json or csv.")] = Format.json,
     output: Annotated[Path | None, typer.Option(help="Write to this file (CSV in UTF-8 with BOM, for Excel) "
                                                 "instead of standard output.")] = None,
+    issue: Annotated[bool, typer.Option("--issue", help="Also record these invoices as issued (the ledger that "
+                                        "payments and late interest read); a contract's invoice already issued "
+                                        "for the month keeps its first record.")] = False,
+    due_on: Annotated[str | None, typer.Option("--due-on", help="With --issue: the due date, YYYY-MM-DD "
+                                               "(default: the last day of the month after the billed "
+                                               "month).")] = None,
 ) -> None:
     """Every contract's invoice for a month that has ended (invoices are issued on its last day)."""
-    try:
-        billed = parse_month(month)
-    except ValueError as e:
-        _fail(str(e))
-    today = quota.japan_day(utcnow())
+    billed = _month(month)
+    today = _today()
     if today < billed.last_day:
         this = Month.of(today)
         latest = this if today == this.last_day else this.previous()
         _fail(f"{billed} is not over yet: its invoices are issued on {billed.last_day} (today is {today} in "
               f"Japan). The latest month that can be invoiced is {latest}.")
-    found, skipped = invoices_for_month(_ctx().db, billed)
-    for s in skipped:
-        typer.echo(f"warning: contract {s.contract_id} ({s.name}) not invoiced: {s.reason}", err=True)
+    if due_on is not None and not issue:
+        _fail("--due-on is the due date of invoices being issued: use it with --issue")
+    issued: list[dict[str, object]] | None = None
+    if issue:
+        due = _issue_due_on(billed, due_on, today)
+        try:
+            with _ctx().db.session() as s:
+                found, skipped = invoices_in(s, billed)
+                issued = _record_issued(s, billed, found, due)
+        except IntegrityError:
+            _fail(f"invoices for {billed} were being issued by another run at the same time; nothing was "
+                  "recorded by this one: run the command again (invoices already issued are kept).")
+    else:
+        found, skipped = invoices_for_month(_ctx().db, billed)
+    for skip in skipped:
+        typer.echo(f"warning: contract {skip.contract_id} ({skip.name}) not invoiced: {skip.reason}", err=True)
+    for item in issued or []:
+        typer.echo(_issued_note(item), err=True)
     if format is Format.csv:
         text = invoices_to_csv(found)
         if output:
@@ -234,13 +382,164 @@ def invoices(
         else:
             sys.stdout.write(text)
         return
-    doc = {"month": str(billed), "invoices": [invoice_to_json(i) for i in found],
-           "total_yen": sum(i.total_yen for i in found),
-           "skipped": [{"contract_id": str(s.contract_id), "name": s.name, "reason": s.reason} for s in skipped]}
+    doc: dict[str, object] = {
+        "month": str(billed), "invoices": [invoice_to_json(i) for i in found],
+        "total_yen": sum(i.total_yen for i in found),
+        "skipped": [{"contract_id": str(k.contract_id), "name": k.name, "reason": k.reason} for k in skipped]}
+    if issued is not None:
+        doc["issued"] = issued
     if output:
-        output.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        output.write_text(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
     else:
         emit(doc)
+
+
+def _issue_due_on(billed: Month, due_on: str | None, today: date) -> date | str:
+    """The due date of the invoices to record; or, when the default has passed, the refusal to give if there
+    is any (re-issuing a month already issued needs no due date)."""
+    if due_on is None:
+        due = default_due_on(billed)
+        if due < today:
+            return (f"the default due date of the {billed} invoices, {due} (the last day of the month after "
+                    f"them), has already passed (today is {today} in Japan): give the due date written on the "
+                    "invoices with --due-on YYYY-MM-DD.")
+        return due
+    due = _day(due_on, "the due date")
+    if due < billed.last_day:
+        _fail(f"a due date of {due} is before the {billed} invoices are issued on {billed.last_day}: "
+              "check the date.")
+    return due
+
+
+def _record_issued(s: Session, billed: Month, found: list[Invoice], due: date | str) -> list[dict[str, object]]:
+    """Record each invoice as issued, unless that contract's invoice for the month already is (kept as it is)."""
+    existing = {row.contract_id: row for row in s.scalars(
+        select(IssuedInvoice).where(IssuedInvoice.month == str(billed)))}
+    report: list[dict[str, object]] = []
+    for invoice in found:
+        contract_id = uuid.UUID(invoice.contract_id)
+        row = existing.get(contract_id)
+        status = "already issued"
+        if row is None:
+            if isinstance(due, str):
+                _fail(due)
+            row = IssuedInvoice(contract_id=contract_id, month=str(billed), amount_yen=invoice.total_yen,
+                                issued_on=invoice.issued_on, due_on=due, created_at=utcnow())
+            s.add(row)
+            s.flush()
+            status = "issued"
+        report.append({"contract_id": invoice.contract_id, "month": str(billed), "status": status,
+                       "invoice_id": str(row.id), "amount_yen": row.amount_yen, "issued_on": row.issued_on,
+                       "due_on": row.due_on, "paid_on": row.paid_on, "computed_total_yen": invoice.total_yen})
+    return report
+
+
+def _issued_note(item: dict[str, object]) -> str:
+    head = f"contract {item['contract_id']}, {item['month']}"
+    amount = item["amount_yen"]
+    if item["status"] == "issued":
+        return f"issued: {head}: {amount:,} yen, due {item['due_on']}"
+    note = (f"note: {head} was already issued ({amount:,} yen, due {item['due_on']}); the first record is kept")
+    if item["computed_total_yen"] != amount:
+        note += (f". warning: computed now, it comes to {item['computed_total_yen']:,} yen: the facts changed "
+                 "since it was issued (a payment recorded late, a plan or account corrected); settle the "
+                 "difference by hand")
+    return note
+
+
+# --- payments ----------------------------------------------------------------------------------
+
+
+def _issued_row(s: Session, contract_id: uuid.UUID, billed: Month) -> IssuedInvoice:
+    row = s.scalar(select(IssuedInvoice).where(IssuedInvoice.contract_id == contract_id,
+                                               IssuedInvoice.month == str(billed)))
+    if row is None:
+        months = list(s.scalars(select(IssuedInvoice.month).where(IssuedInvoice.contract_id == contract_id)
+                                .order_by(IssuedInvoice.month)))
+        issued = f"its issued invoices are for {', '.join(months)}" if months else "it has no issued invoice"
+        _fail(f"no invoice for {billed} was issued to contract {contract_id} ({issued}): a payment is recorded "
+              f"against an issued invoice (`invoices --month {billed} --issue` records them).")
+    return row
+
+
+def _payment_json(row: IssuedInvoice, name: str, today: date) -> dict[str, object]:
+    paid = row.paid_on
+    counted_to = paid if paid is not None else today
+    days = late_interest_days(row.due_on, counted_to) if counted_to > row.due_on else 0
+    late = "paid late" if days else "paid"
+    status = late if paid is not None else "overdue" if today > row.due_on else "unpaid"
+    return {"invoice_id": str(row.id), "contract_id": str(row.contract_id), "name": name, "month": row.month,
+            "amount_yen": row.amount_yen, "issued_on": row.issued_on, "due_on": row.due_on, "paid_on": paid,
+            "status": status, "late_days": days,
+            "late_interest_yen": late_interest(row.amount_yen, row.due_on, counted_to) if days else 0}
+
+
+@payment_app.command("record")
+def payment_record(
+    contract: Annotated[str, _contract_opt()],
+    month: Annotated[str, typer.Option(help="The month of the invoice paid, as YYYY-MM.")],
+    paid_on: Annotated[str, typer.Option("--paid-on", help="The day the payment was received, YYYY-MM-DD.")],
+    amount: Annotated[str | None, typer.Option("--amount", help="Yen received, checked against the invoice "
+                                               "(payments are recorded in full only).")] = None,
+) -> None:
+    """Record that an issued invoice was paid; a late payment's interest is billed up to the payment day."""
+    contract_id = _uuid(contract, "contract")
+    billed = _month(month)
+    day = _day(paid_on, "the payment date")
+    received = _yen(amount, "the amount") if amount is not None else None
+    today = _today()
+    if day > today:
+        _fail(f"a payment on {day} is in the future (today is {today} in Japan): record a payment once it "
+              "is received.")
+    with _ctx().db.session() as s:
+        name = _contract_row(s, contract_id).name
+        row = _issued_row(s, contract_id, billed)
+        if row.paid_on is not None:
+            _fail(f"the {billed} invoice of contract {contract_id} ({row.amount_yen:,} yen) was already paid on "
+                  f"{row.paid_on}: a payment is recorded once.")
+        if day < row.issued_on:
+            _fail(f"a payment on {day} is before the {billed} invoice was issued on {row.issued_on}: "
+                  "check the date.")
+        if received is not None and received != row.amount_yen:
+            _fail(f"{received:,} yen received, but the {billed} invoice of contract {contract_id} is "
+                  f"{row.amount_yen:,} yen: only payments in full are recorded; record it once the invoice is "
+                  "paid in full.")
+        row.paid_on = day
+        result = _payment_json(row, name, today)
+        # Invoices issued for the month of the payment or later billed its interest as if still unpaid.
+        later = max(s.scalars(select(IssuedInvoice.month).where(
+            IssuedInvoice.contract_id == contract_id, IssuedInvoice.month > row.month,
+            IssuedInvoice.month >= str(Month.of(day)))), default=None)
+    if later is not None and result["late_days"]:
+        billed_to = parse_month(later).last_day
+        excess = (late_interest(row.amount_yen, row.due_on, max(billed_to, row.due_on) + _ONE_DAY)
+                  - late_interest(row.amount_yen, row.due_on, day))
+        if excess > 0:
+            typer.echo(f"warning: the invoices already issued up to {later} billed interest on the {billed} "
+                       f"invoice as if it were unpaid to {billed_to}: {excess:,} yen more than is owed; "
+                       "credit or refund it by hand.", err=True)
+    emit(result)
+
+
+@payment_app.command("list")
+def payment_list(
+    contract: Annotated[str | None, typer.Option("--contract", help="Only this contract's invoices.")] = None,
+    unpaid: Annotated[bool, typer.Option("--unpaid", help="Only invoices not paid yet.")] = False,
+) -> None:
+    """Issued invoices and their payments, by month; late interest as of the payment, or as of today if unpaid."""
+    today = _today()
+    with _ctx().db.read() as s:
+        q = (select(IssuedInvoice, Contract.name).join(Contract, Contract.id == IssuedInvoice.contract_id)
+             .order_by(IssuedInvoice.month, Contract.created_at, Contract.id))
+        if contract is not None:
+            contract_id = _uuid(contract, "contract")
+            _contract_row(s, contract_id)
+            q = q.where(IssuedInvoice.contract_id == contract_id)
+        if unpaid:
+            q = q.where(IssuedInvoice.paid_on.is_(None))
+        items = [_payment_json(row, name, today) for row, name in s.execute(q)]
+    emit({"as_of": today, "items": items,
+          "unpaid_total_yen": sum(int(str(i["amount_yen"])) for i in items if i["paid_on"] is None)})
 
 
 def register(app: typer.Typer, contract_app: typer.Typer, get_ctx: Callable[[], Context]) -> None:
@@ -250,7 +549,9 @@ def register(app: typer.Typer, contract_app: typer.Typer, get_ctx: Callable[[], 
     contract_app.command("set-plan")(set_plan)
     contract_app.command("onboard-plan")(onboard_plan)
     contract_app.command("set-contacts")(set_contacts)
+    contract_app.command("cancel")(cancel)
     app.add_typer(plan_request_app, name="plan-request")
     app.add_typer(quota_app, name="quota")
     app.add_typer(notices_app, name="notices")
     app.command("invoices")(invoices)
+    app.add_typer(payment_app, name="payment")

@@ -25,7 +25,7 @@ from chairside.cli.cloud import run
 from chairside.cli.common import DatabaseUrl, DataDir, load_settings
 from chairside.db.models import Account, Clinic, Contract, Patient
 from chairside.ingest import IngestRequest, file_sha256, ingest
-from chairside.media import generate
+from chairside.sync import changes
 
 # (name, kana, sex): about twenty patients, as a clinic's reception would type them.
 PATIENTS = [
@@ -71,9 +71,11 @@ def seed(ctx: Context, console: Console) -> dict[str, object]:
         contract = Contract(name="医療法人 デモ歯科", plan_hours=100)
         s.add(contract)
         s.flush()
+        changes.contract_changed(s, contract.id)
         clinics = [Clinic(contract_id=contract.id, name=n) for n in ("デモ歯科 本院", "デモ歯科 駅前分院")]
         s.add_all(clinics)
-        s.flush()
+        for clinic in clinics:
+            changes.clinic_changed(s, clinic)
         patients = []
         for i, (name, kana, sex) in enumerate(PATIENTS):
             p = Patient(
@@ -84,6 +86,7 @@ def seed(ctx: Context, console: Console) -> dict[str, object]:
             s.add(p)
             s.flush()
             index_patient(s, p)
+            changes.patient_changed(s, p)
             patients.append((p.id, p.clinic_id))
         contract_id, clinic_ids = contract.id, [c.id for c in clinics]
     stations = []
@@ -103,6 +106,8 @@ def _seed_media(
     ctx: Context, console: Console, contract_id: uuid.UUID,
     patients: list[tuple[uuid.UUID, uuid.UUID]], rng: random.Random,
 ) -> None:
+    from chairside.media import generate  # here: every `chairside` command loads this module
+
     now = datetime.now(UTC).replace(microsecond=0)
     plan = []  # (kind, patient index, days ago)
     for i in range(6):

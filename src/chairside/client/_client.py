@@ -241,7 +241,8 @@ class Client:
                 failures = 0
                 if progress:
                     progress(offset, size)
-        item = self.get_media(media_id)
+        # Retried like the rest: the server may restart between the last chunk and this read.
+        item = self._retrying(lambda: self.get_media(media_id), max_retries, retry_delay)
         if item["sha256"] != whole.hexdigest():
             raise UploadFailed(0, "the server stored different bytes than were sent (SHA-256 differs)")
         return item

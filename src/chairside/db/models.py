@@ -21,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -74,6 +75,12 @@ class Contract(Base):
     stored_video_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Where quota notices are e-mailed; None or [] sends none (they are still listed by the API).
     contact_emails: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # The last sequence number of this contract's changes feed (chairside.sync.changes): taken by an
+    # atomic UPDATE in the transaction that writes the event, so events are ordered and gapless.
+    feed_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The day the contract's cancellation notice was received (None: not cancelled); billing applies
+    # the 10-day rule to it (domain.billing.contract_end_for_notice).
+    cancellation_notice_on: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 class Clinic(Base):
@@ -101,7 +108,14 @@ class Station(Base):
 
 class Patient(Base):
     __tablename__ = "patients"
-    __table_args__ = (UniqueConstraint("clinic_id", "chart_no"),)
+    # A chart number is unique per clinic among patients not flagged for a merge: the same number
+    # created offline at two relays is kept twice, the later one flagged (`merge_with`), never joined.
+    __table_args__ = (
+        Index("uq_patients_clinic_id_chart_no", "clinic_id", "chart_no", unique=True,
+              sqlite_where=text("merge_with IS NULL"), postgresql_where=text("merge_with IS NULL")),
+        # The patient list without a query: the most recently updated first, read in index order.
+        Index(None, "contract_id", "updated_at", "id"),
+    )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
     clinic_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clinics.id"))
@@ -112,17 +126,31 @@ class Patient(Base):
     sex: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Per field, the hybrid logical clock of its last write (domain.hlc): last writer wins per field.
+    field_clocks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Set when this patient was created (offline, at a relay) with a chart number another patient of
+    # the clinic already had: staff must merge the two. None for every ordinary patient.
+    merge_with: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
 
 
 class PatientSearchTerm(Base):
-    """Normalised prefixes-to-be of a patient's chart number, name and kana: search is an index range scan."""
+    """Every prefix a patient is found by, one row each, with the patient's place in the result order.
+
+    `term` is each distinct prefix (up to db.search.PREFIX_CAP characters) of the normalised
+    chart number, name and kana words (domain.kana.search_terms); `sort_key` is the folded kana
+    name. A search is then one equality lookup on (contract_id, term) that walks the index
+    already in (sort_key, patient_id) order and stops at the page size: no range, no sort, no
+    duplicates. Rows are written by db.search.index_rows only.
+    """
 
     __tablename__ = "patient_search_terms"
-    __table_args__ = (Index(None, "contract_id", "term"),)
+    __table_args__ = (Index(None, "contract_id", "term", "sort_key", "patient_id"),)
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), index=True)
     contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
     term: Mapped[str] = mapped_column(String(200))
+    # Code-point order on PostgreSQL too (SQLite compares bytes), whatever the database's locale.
+    sort_key: Mapped[str] = mapped_column(String(200).with_variant(String(200, collation="C"), "postgresql"))
 
 
 class Media(Base):
@@ -389,3 +417,106 @@ class MediaDerivative(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     mime: Mapped[str] = mapped_column(String(50))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- billing records (issue 4) --------------------------------------------------------------
+
+
+class IssuedInvoice(Base):
+    """An invoice sent to a contract, and when it was paid: the ledger that late interest reads."""
+
+    __tablename__ = "issued_invoices"
+    __table_args__ = (UniqueConstraint("contract_id", "month"),)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM, the month billed
+    amount_yen: Mapped[int] = mapped_column(BigInteger)
+    issued_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date] = mapped_column(Date)
+    paid_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- replication: the cloud's changes feed, relays, the relay's outbox and cache (issue 5) ----
+
+
+class Relay(Base):
+    """A clinic's relay box. Its bearer token (cs_rl_…) is stored only as a SHA-256 hash."""
+
+    __tablename__ = "relays"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
+    clinic_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clinics.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Change(Base):
+    """One event of a contract's changes feed (the cloud's): a row as it now is, or a tombstone.
+
+    `seq` rises by one per contract with no gaps; `clinic_id` is the clinic whose visibility
+    governs the event (a patient's clinic, for its media too), None for contract-wide events."""
+
+    __tablename__ = "changes"
+    __table_args__ = (UniqueConstraint("contract_id", "seq"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(30))
+    entity_id: Mapped[uuid.UUID]
+    clinic_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppliedOp(Base):
+    """An operation sent by a relay and applied by the cloud, kept so that a retry applies nothing."""
+
+    __tablename__ = "applied_ops"
+    op_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    kind: Mapped[str] = mapped_column(String(30))
+    applied_at: Mapped[datetime] = mapped_column(default=utcnow)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class OutboxOp(Base):
+    """A write made at the relay, waiting to be carried to the cloud (in `id` order)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index(None, "done_at", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    op_id: Mapped[uuid.UUID] = mapped_column(unique=True)  # made at the edge; the cloud applies it once
+    kind: Mapped[str] = mapped_column(String(30))  # patient.create | patient.update | media.upload | media.trash …
+    entity_id: Mapped[uuid.UUID]  # the patient or media item
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes to send (media.upload)
+    sent_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # the cloud's offset, last seen
+    upstream_url: Mapped[str | None] = mapped_column(String(500), nullable=True)  # the cloud's tus upload
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_try_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    failed_at: Mapped[datetime | None] = mapped_column(nullable=True)  # refused by the cloud for good
+
+
+class CachedBlob(Base):
+    """A blob held by the relay. `pinned` ones are not yet confirmed by the cloud: never evicted."""
+
+    __tablename__ = "cached_blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    pinned: Mapped[bool] = mapped_column(default=False)
+    last_used_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class RelayState(Base):
+    """The relay's own small facts: the feed cursor, the last contact with the cloud, …"""
+
+    __tablename__ = "relay_state"
+    key: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 
 from PIL import Image
 
-from chairside.media import _heif  # noqa: F401  (registers the HEIC opener with Pillow)
 from chairside.media.errors import CorruptMedia, UnsupportedMedia
 from chairside.media.sniff import Sniffed, sniff
 
@@ -30,6 +29,10 @@ def open_photo(
     sniffed = sniffed or sniff(path)
     if sniffed.kind != "image":
         raise UnsupportedMedia.wrong_kind("photo", "video")
+    if sniffed.mime == "image/heic":
+        # Registers the HEIC opener with Pillow on first use: pillow-heif costs ~7 MB of memory
+        # that a server receiving only videos and JPEGs never needs.
+        from chairside.media import _heif  # noqa: F401
     with (
         open(path, "rb") as fp,
         corrupt_photo_on_error(),

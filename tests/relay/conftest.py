@@ -1,0 +1,258 @@
+"""Fixtures for the relay's runtime tests: a live cloud, the WAN emulator, and the relay as a real
+`chairside relay serve` subprocess (so a kill -9 is a real one).
+
+The relay's data folder is seeded with copies of the cloud's rows (contract, clinic, station,
+patient) through sync/rows.py, so a station's token works at the relay from its first second;
+the feed follower, when it runs, applies the same rows again (idempotent upserts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from chairside.api.context import Context
+from chairside.app import build_context
+from chairside.cli.admin import create_station
+from chairside.client import Client
+from chairside.db.models import Clinic, Contract, Patient, Station
+from chairside.settings import Settings
+from chairside.sync.rows import to_json, upsert
+from tests.conftest import LiveServer, free_port
+from tests.netem import Faults, WanProxy
+
+BIN = Path(sys.executable).parent
+CHUNK = 256 * 1024  # the relay's upload chunk in these tests: files of a few MB make many chunks
+T = TypeVar("T")
+_CONTRACT_PRIVATE = frozenset({"contact_emails", "cancellation_notice_on", "feed_seq"})
+
+
+def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 60.0, every: float = 0.1) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class UpCloud:
+    ctx: Context
+    server: LiveServer
+    contract_id: uuid.UUID
+    clinic_id: uuid.UUID
+    station_id: uuid.UUID
+    station_token: str
+    relay_token: str
+    patient_id: uuid.UUID
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def client(self) -> Client:
+        return Client(self.url, self.station_token)
+
+    def media(self, media_id: str | uuid.UUID) -> dict[str, Any] | None:
+        r = httpx.get(f"{self.url}/api/v1/media/{media_id}", headers={"Authorization": f"Bearer {self.station_token}"})
+        if r.status_code == 404:
+            return None
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+
+def make_upcloud(ctx: Context, server: LiveServer, *, plan_hours: int = 100) -> UpCloud:
+    from chairside.cli.admin import create_relay
+
+    with ctx.db.session() as s:
+        contract = Contract(name="医療法人 リレー歯科", plan_hours=plan_hours)
+        s.add(contract)
+        s.flush()
+        clinic = Clinic(contract_id=contract.id, name="リレー歯科 本院")
+        s.add(clinic)
+        s.flush()
+        contract_id, clinic_id = contract.id, clinic.id
+    station, token = create_station(ctx, clinic_id, "Chair 1")
+    _, relay_token = create_relay(ctx, clinic_id, "本院 relay")
+    with Client(server.url, token) as c:
+        patient = c.create_patient(clinic_id, "00001", "山田 太郎", "ヤマダ タロウ", birth_date="1980-04-01",
+                                   sex="male")
+    return UpCloud(ctx, server, contract_id, clinic_id, station.id, token, relay_token, uuid.UUID(patient["id"]))
+
+
+@pytest.fixture
+def upcloud(tmp_path: Path) -> Iterator[UpCloud]:
+    """The cloud (SQLite) with one contract, clinic, station, patient and a relay token."""
+    settings = Settings.load(environ={}, data_dir=tmp_path / "cloud")
+    ctx = build_context(settings)
+    try:
+        with LiveServer(ctx) as server:
+            yield make_upcloud(ctx, server)
+    finally:
+        ctx.db.dispose()
+
+
+def seed_relay(cloud: UpCloud, data_dir: Path) -> None:
+    """Copy the cloud's rows the relay needs into the relay's database (what the feed would bring)."""
+    rctx = build_context(Settings.load(environ={}, data_dir=data_dir), role="relay")
+    try:
+        with cloud.ctx.db.read() as s:
+            contract = s.get(Contract, cloud.contract_id)
+            assert contract is not None
+            rows: list[tuple[type[Any], dict[str, Any]]] = [(Contract, to_json(contract, exclude=_CONTRACT_PRIVATE))]
+            rows += [(Clinic, to_json(c)) for c in s.query(Clinic).filter_by(contract_id=cloud.contract_id)]
+            rows += [(Station, to_json(st)) for st in s.query(Station).filter_by(contract_id=cloud.contract_id)]
+            rows += [(Patient, to_json(p)) for p in s.query(Patient).filter_by(contract_id=cloud.contract_id)]
+        with rctx.db.session() as s:
+            for model, body in rows:
+                upsert(s, model, body)
+                s.flush()
+    finally:
+        rctx.db.dispose()
+
+
+@dataclass
+class RelayProcess:
+    """`chairside relay serve` in a subprocess on a loopback port."""
+
+    data_dir: Path
+    upstream_url: str
+    token: str
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"relay-{self.port}.log"
+
+    def start(self) -> RelayProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAIRSIDE_")}
+        env.update({"CHAIRSIDE_RELAY_UPLOAD_CHUNK_BYTES": str(CHUNK), "CHAIRSIDE_RELAY_OFFLINE_AFTER_S": "10",
+                    "CHAIRSIDE_RELAY_MIN_FREE_BYTES": "0", "CHAIRSIDE_RELAY_FEED_WAIT_S": "2", **self.env})
+        args = [str(BIN / "chairside"), "relay", "serve", "--data", str(self.data_dir), "--upstream",
+                self.upstream_url, "--token", self.token, "--host", "127.0.0.1", "--port", str(self.port)]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        self.starts += 1
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"relay exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/api/v1/health", timeout=2).status_code == 200:
+                    return self
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"relay did not start:\n{self.log_path.read_text()[-4000:]}")
+            time.sleep(0.05)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(20)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def status(self, token: str) -> dict[str, Any]:
+        r = httpx.get(self.url + "/api/v1/relay/status", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+
+@dataclass
+class RelaySetup:
+    cloud: UpCloud
+    wan: WanProxy
+    relay: RelayProcess
+
+    def station(self, **kwargs: Any) -> Client:
+        """The clinic's station, talking to its relay."""
+        return Client(self.relay.url, self.cloud.station_token, **kwargs)
+
+    def status(self) -> dict[str, Any]:
+        return self.relay.status(self.cloud.station_token)
+
+    def drained(self, timeout: float = 120.0) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            with contextlib.suppress(httpx.HTTPError):
+                st = self.status()
+                if st["pending_items"] == 0:
+                    return st
+            return None
+
+        return wait_for(probe, "the relay's outbox to drain", timeout=timeout, every=0.25)
+
+
+@pytest.fixture
+def make_relay(upcloud: UpCloud, tmp_path: Path) -> Iterator[Callable[..., RelaySetup]]:
+    """Build (and clean up) a relay behind a WAN proxy: make_relay(faults=…, env={…}, start=True)."""
+    made: list[RelaySetup] = []
+
+    def make(faults: Faults | None = None, env: dict[str, str] | None = None, start: bool = True) -> RelaySetup:
+        data_dir = tmp_path / f"relay{len(made)}"
+        seed_relay(upcloud, data_dir)
+        wan = WanProxy(upcloud.server.port, faults or Faults()).__enter__()
+        relay = RelayProcess(data_dir, wan.url, upcloud.relay_token, env=env or {})
+        setup = RelaySetup(upcloud, wan, relay)
+        made.append(setup)
+        if start:
+            relay.start()
+        return setup
+
+    yield make
+    for setup in made:
+        setup.relay.stop()
+        setup.wan.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def big_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Real H.264 MP4s of about 3 MB each (many chunks of CHUNK), each different."""
+    from chairside.media.generate import make_long_video
+
+    d = tmp_path_factory.mktemp("relay-media")
+    paths = []
+    for i in range(8):
+        path = d / f"rec{i}.mp4"
+        make_long_video(path, target_bytes=3 << 20, width=640, height=360, seed=i + 1, label=f"rec {i}")
+        paths.append(path)
+    return paths
