@@ -53,12 +53,27 @@ class Database:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.engine.execution_options(read_only=True), expire_on_commit=False)
+        # Write transactions committed through this object: in-process read caches compare it to
+        # drop what any write here may have changed (api/readcache.py).
+        self.writes = 0
+        self._disposed = False
+
+        @event.listens_for(self.engine, "checkin")
+        def _close_if_disposed(_dbapi_conn: Any, record: Any) -> None:
+            # `Engine.dispose()` closes only the idle connections: one still in use (a request finishing
+            # during shutdown, a stream abandoned by its reader) would go back to the discarded pool and
+            # stay open until the garbage collector finds it. Close it as it comes back instead.
+            if self._disposed:
+                record.invalidate()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on any error."""
-        with self._sessions() as s, s.begin():
-            yield s
+        try:
+            with self._sessions() as s, s.begin():
+                yield s
+        finally:
+            self.writes += 1  # counted on rollback too: a failed commit may have changed nothing or all
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -67,4 +82,6 @@ class Database:
             yield s
 
     def dispose(self) -> None:
+        """Close every connection: the idle ones now, the ones still in use as they are returned."""
+        self._disposed = True
         self.engine.dispose()
