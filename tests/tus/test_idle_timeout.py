@@ -9,13 +9,14 @@ import dataclasses
 import hashlib
 import socket
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from chairside.api.context import Context
 from chairside.client import Client
 from tests.conftest import LiveServer, Tenant
-from tests.tus.helpers import create, head, offset, patch
+from tests.tus.helpers import create, head, meta, offset, patch
 
 IDLE_S = 1.5
 
@@ -64,7 +65,9 @@ def test_a_stalled_patch_ends_keeps_its_bytes_and_frees_the_upload(
     try:
         time.sleep(0.3)
         # While the stalled request holds the upload, another PATCH is refused as busy (the old trouble).
-        assert patch(url, tenant.token, 20_000, data[20_000:]).status_code == 423
+        busy = patch(url, tenant.token, 20_000, data[20_000:])
+        assert busy.status_code == 423
+        assert busy.headers["connection"] == "close"  # a client streaming a body stops sending it
         status, headers, body = _answer(sock, timeout=IDLE_S + 10)
     finally:
         sock.close()
@@ -99,3 +102,31 @@ def test_a_stalled_checksummed_patch_keeps_nothing_and_frees_the_upload(
     assert status == 460, body  # a checksummed request is kept only whole, as on a cut
     assert offset(url, tenant.token) == 20_000
     assert patch(url, tenant.token, 20_000, data[20_000:], checksum="sha256").status_code == 204
+
+
+def test_a_stalled_creation_with_upload_says_where_the_upload_is_so_it_can_be_resumed(
+    ctx: Context, server: LiveServer, tenant: Tenant, api: Client, patient: dict[str, Any], media_dir: Path
+) -> None:
+    _short_timeouts(ctx)
+    data = (media_dir / "clip.mp4").read_bytes()
+    metadata = meta(patient_id=patient["id"], media_id=str(uuid.uuid4()), filename="rec.mp4")
+    host = server.url.split("//", 1)[1]
+    request = (
+        f"POST /api/v1/uploads/ HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {tenant.token}\r\n"
+        f"Tus-Resumable: 1.0.0\r\nUpload-Length: {len(data)}\r\nUpload-Metadata: {metadata}\r\n"
+        f"Content-Length: {len(data)}\r\nContent-Type: application/offset+octet-stream\r\n\r\n"
+    ).encode()
+    h, p = host.split(":")
+    sock = socket.create_connection((h, int(p)))
+    try:
+        sock.sendall(request + data[:40_000])  # the first bytes, then the line goes quiet
+        status, headers, body = _answer(sock, timeout=IDLE_S + 10)
+    finally:
+        sock.close()
+    assert status == 408, body
+    assert headers["upload-offset"] == "40000"
+    url = server.url + headers["location"]  # without it the client could only start over
+    assert offset(url, tenant.token) == 40_000
+    assert patch(url, tenant.token, 40_000, data[40_000:]).status_code == 204
+    (item,) = api.list_media(patient["id"])
+    assert item["sha256"] == hashlib.sha256(data).hexdigest()

@@ -208,7 +208,13 @@ async def create(
         request.headers.get("content-length", "0") != "0" or "chunked" in request.headers.get("transfer-encoding", "")
     )
     if has_body:
-        upload = await _patch(ctx, principal, upload, request, tus.parse_checksum(upload_checksum))
+        try:
+            upload = await _patch(ctx, principal, upload, request, tus.parse_checksum(upload_checksum))
+        except Problem as refused:
+            # The upload exists even when its first bytes failed (a stall, a checksum, a cut):
+            # say where it is, so the client resumes it instead of starting over.
+            refused.headers.setdefault("Location", location)
+            raise
     return Response(status_code=201, headers=_headers(upload, Location=location))
 
 

@@ -154,7 +154,9 @@ class PartStore:
                             423,
                             "This upload is busy with another request. Wait a moment and resume.",
                             code="upload-locked",
-                            headers={"Retry-After": "1", "Tus-Resumable": "1.0.0"},
+                            # Connection: close, so a client streaming a large body stops now
+                            # rather than send it all before it reads this answer.
+                            headers={"Retry-After": "1", "Tus-Resumable": "1.0.0", "Connection": "close"},
                         ) from None
                     await asyncio.sleep(0.02)
             yield fd
