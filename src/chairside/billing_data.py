@@ -16,8 +16,8 @@ timestamps into Japanese calendar days (the domain refuses datetimes for that re
   (`paid_on` is None, or later than `due_on`), with its `paid_on`; a paid-late one is passed until
   M reaches the month of its payment, so the invoice for that month bills the last days of
   interest (see `OverdueInvoice`). It is named by its month ("2026-03") on the interest line:
-  unique per contract, and what the clinic sees on the invoice. Interest is on `amount_yen`, the
-  total as issued.
+  unique per contract, and what the clinic sees on the invoice. Interest is on `interest_base_yen`, the
+  invoice's charges (its total less the late interest it carried): simple interest, none on interest.
 
 Writing the ledger (recording notices, issuing invoices, recording payments) is the operator's
 CLI: `chairside.cli.billing`, rules in docs/billing.md.
@@ -89,7 +89,8 @@ def overdue_invoices(s: Session, contract_id: uuid.UUID, month: Month | None = N
             or_(IssuedInvoice.paid_on.is_(None), IssuedInvoice.paid_on >= month.first_day),
         )
     rows = s.scalars(q.order_by(IssuedInvoice.month)).all()
-    return [OverdueInvoice(row.month, row.amount_yen, row.due_on, row.paid_on) for row in rows]
+    return [OverdueInvoice(row.month, row.amount_yen, row.due_on, row.paid_on, row.interest_base_yen)
+            for row in rows]
 
 
 def contract_billing(s: Session, contract: Contract, month: Month | None = None) -> ContractBilling:

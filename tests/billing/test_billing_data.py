@@ -7,6 +7,7 @@ import uuid
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import update
 
 from chairside import plan_changes
@@ -154,9 +155,11 @@ def test_the_cancellation_notice_is_read_and_ends_the_invoices(ctx: Context) -> 
 
 
 def _issue(ctx: Context, contract_id: uuid.UUID, month: str, due_on: date, paid_on: date | None,
-           amount_yen: int = 7_900) -> None:
+           amount_yen: int = 7_900, interest_base_yen: int | None = None) -> None:
+    """A ledger row; its interest base is its amount unless given (an invoice that carried no interest)."""
     with ctx.db.session() as s:
         s.add(IssuedInvoice(contract_id=contract_id, month=month, amount_yen=amount_yen,
+                            interest_base_yen=amount_yen if interest_base_yen is None else interest_base_yen,
                             issued_on=parse_month(month).last_day, due_on=due_on, paid_on=paid_on))
 
 
@@ -210,3 +213,60 @@ def test_a_contract_with_an_impossible_ledger_row_is_reported_not_billed(ctx: Co
     assert invoices == []
     [s] = skipped
     assert s.contract_id == c and "amount_yen must not be negative" in s.reason
+
+
+# Late interest is simple: on an invoice's charges (interest_base_yen), never on the interest it carried.
+@pytest.mark.parametrize(("amount", "base", "due_on", "paid_on", "interest", "line"), [
+    # Carried no interest: the base is the amount, and the line says nothing more.
+    # 7,900 x 0.146 x 30 / 365 = 94.8 -> 94 (1 to 30 July).
+    (7_900, 7_900, date(2026, 6, 30), date(2026, 7, 31), 94,
+     "(7,900 yen due 2026-06-30): 30 days at 14.6% a year"),
+    # 7,994 = 7,900 of charges + 94 of interest it carried. 7,900 x 0.146 x 30 / 365 = 94.8 -> 94;
+    # on the whole 7,994 it would be 7,994 x 0.146 x 30 / 365 = 95.9 -> 95.
+    (7_994, 7_900, date(2026, 6, 30), date(2026, 7, 31), 94,
+     "(7,994 yen due 2026-06-30): 30 days at 14.6% a year on 7,900 yen of charges"),
+    # 95,900 of charges (a setup fee month) + 1,200 of interest, 60 days late (1 April to 30 May):
+    # 95,900 x 0.146 x 60 / 365 = 840,084,000 / 365,000 = 2,301.6 -> 2,301;
+    # on the whole 97,100 it would be 850,596,000 / 365,000 = 2,330.4 -> 2,330.
+    (97_100, 95_900, date(2026, 3, 31), date(2026, 5, 31), 2_301,
+     "(97,100 yen due 2026-03-31): 30 days at 14.6% a year on 95,900 yen of charges"),
+])
+def test_late_interest_accrues_on_the_charges_not_on_the_interest_an_invoice_carried(
+    ctx: Context, amount: int, base: int, due_on: date, paid_on: date, interest: int, line: str
+) -> None:
+    c = _contract(ctx, jst(2026, 1, 5, 9))
+    month = str(Month.of(due_on).previous())
+    _issue(ctx, c, month, due_on, paid_on, amount_yen=amount, interest_base_yen=base)
+    with ctx.db.read() as s:
+        [overdue] = overdue_invoices(s, c)
+    assert (overdue.amount_yen, overdue.base_yen) == (amount, base)
+    assert late_interest(base, due_on, paid_on) == interest
+
+    lines = []  # the interest on it, on every invoice from its due month to the month of its payment
+    m = Month.of(due_on)
+    while m <= Month.of(paid_on):
+        invoice = _invoice(ctx, c, m)
+        assert invoice is not None
+        lines += [(ln.amount_yen, ln.description) for ln in invoice.lines if ln.code == "late_interest"]
+        m = m.next()
+    assert sum(yen for yen, _ in lines) == interest
+    assert lines[0][1] == f"Late payment interest on invoice {month} {line}"
+
+
+def test_an_invoice_records_its_charges_as_its_interest_base(ctx: Context) -> None:
+    c = _contract(ctx, jst(2026, 1, 5, 9))
+    _issue(ctx, c, "2026-03", date(2026, 4, 30), None)
+    may = _invoice(ctx, c, Month(2026, 5))
+    assert may is not None and _lines(may)[-1] == ("late_interest", 1, 97)
+    assert (may.total_yen, may.interest_base_yen) == (7_900 + 97, 7_900)
+    april = _invoice(ctx, c, Month(2026, 4))
+    assert april is not None and april.interest_base_yen == april.total_yen == 7_900
+
+
+def test_a_ledger_row_whose_interest_base_is_more_than_its_amount_is_reported_not_billed(ctx: Context) -> None:
+    c = _contract(ctx, jst(2026, 1, 5, 9))
+    _issue(ctx, c, "2026-03", date(2026, 4, 30), None, amount_yen=7_900, interest_base_yen=7_901)
+    invoices, skipped = invoices_for_month(ctx.db, Month(2026, 6))
+    assert invoices == []
+    [s] = skipped
+    assert s.contract_id == c and "interest_base_yen 7901 is more than its amount 7900" in s.reason

@@ -463,6 +463,77 @@ def test_a_late_payment_recorded_after_the_next_invoices_were_issued_warns_of_th
     assert _issued(ctx, c)[1] == ("2026-05", 7_997, "2026-06-30", None)
 
 
+def _bases(ctx: Context, contract_id: uuid.UUID) -> dict[str, tuple[int, int]]:
+    """Each issued invoice's month -> (amount_yen, interest_base_yen)."""
+    with ctx.db.read() as s:
+        rows = s.scalars(select(IssuedInvoice).where(IssuedInvoice.contract_id == contract_id)).all()
+        return {r.month: (r.amount_yen, r.interest_base_yen) for r in rows}
+
+
+@pytest.mark.parametrize(("march_paid_on", "carried", "may_paid_on", "days", "interest"), [
+    # March paid on 31 May, before May is issued: May carries 30 days of it, 94 yen, so May is 7,994 yen.
+    # May paid 31 July: 30 days (1 to 30 July) on its 7,900 yen of charges:
+    # 7,900 x 0.146 x 30 / 365 = 94.8 -> 94 (on the whole 7,994 it would be 95.9 -> 95).
+    ("2026-05-31", 94, "2026-07-31", 30, 94),
+    # March still unpaid when May is issued: May carries 31 days of it (1 to 31 May), 97 yen: 7,997 yen.
+    # May paid 31 October: 122 days (1 July to 30 October) on 7,900 yen:
+    # 7,900 x 146 x 122 / 365,000 = 140,714,800 / 365,000 = 385.5 -> 385 (on 7,997: 390.3 -> 390).
+    (None, 97, "2026-10-31", 122, 385),
+])
+def test_an_invoice_that_carried_interest_and_is_paid_late_owes_interest_on_its_charges_only(
+    ctx: Context, march_paid_on: str | None, carried: int, may_paid_on: str, days: int, interest: int
+) -> None:
+    c = _small_contract(ctx)
+    assert run_admin(ctx, "invoices", "--month", "2026-03", "--issue", "--due-on", "2026-04-30").exit_code == 0
+    if march_paid_on is not None:
+        assert run_admin(ctx, "payment", "record", "--contract", str(c), "--month", "2026-03",
+                         "--paid-on", march_paid_on).exit_code == 0
+    out = run_admin(ctx, "invoices", "--month", "2026-05", "--issue", "--due-on", "2026-06-30")
+    assert out.exit_code == 0, out.stderr
+    [issued] = out.json()["issued"]
+    assert (issued["amount_yen"], issued["interest_base_yen"]) == (7_900 + carried, 7_900)
+    assert _bases(ctx, c)["2026-05"] == (7_900 + carried, 7_900)
+    assert _bases(ctx, c)["2026-03"] == (7_900, 7_900)
+
+    record = ("payment", "record", "--contract", str(c), "--month", "2026-05", "--paid-on", may_paid_on)
+    partial = run_admin(ctx, *record, "--amount", "7,900")  # the charges alone are not the invoice
+    assert partial.exit_code == 2 and "only payments in full are recorded" in partial.stderr
+    out = run_admin(ctx, *record, "--amount", f"{7_900 + carried:,}")
+    assert out.exit_code == 0, out.stderr
+    paid = out.json()
+    assert (paid["amount_yen"], paid["interest_base_yen"]) == (7_900 + carried, 7_900)
+    assert (paid["status"], paid["late_days"], paid["late_interest_yen"]) == ("paid late", days, interest)
+    assert interest == late_interest(7_900, date(2026, 6, 30), date.fromisoformat(may_paid_on))
+    assert interest < late_interest(7_900 + carried, date(2026, 6, 30), date.fromisoformat(may_paid_on))
+
+    listed = {i["month"]: i for i in run_admin(ctx, "payment", "list", "--contract", str(c)).json()["items"]}
+    assert (listed["2026-05"]["late_interest_yen"], listed["2026-05"]["interest_base_yen"]) == (interest, 7_900)
+
+    # The invoices from June to the month of the payment bill it, month by month, on the charges only.
+    month, lines = Month(2026, 6), []
+    while month <= Month.of(date.fromisoformat(may_paid_on)):
+        lines += [(yen, text) for yen, text in _interest_lines(ctx, c, str(month)) if "invoice 2026-05" in text]
+        month = month.next()
+    assert sum(yen for yen, _ in lines) == interest
+    assert lines[0][1].startswith(f"Late payment interest on invoice 2026-05 ({7_900 + carried:,} yen due 2026-06-30)")
+    assert all(text.endswith("at 14.6% a year on 7,900 yen of charges") for _, text in lines)
+
+
+def test_the_excess_warning_counts_interest_on_the_charges_only(ctx: Context) -> None:
+    c = _small_contract(ctx)
+    for month, due in (("2026-03", "2026-04-30"), ("2026-05", "2026-06-30"), ("2026-07", "2026-08-31")):
+        assert run_admin(ctx, "invoices", "--month", month, "--issue", "--due-on", due).exit_code == 0
+    # May carried 97 yen on the unpaid March (7,997 yen, of which 7,900 of charges); July billed interest on
+    # May as unpaid to 31 July: 1 to 31 July, 31 days, 7,900 x 0.146 x 31 / 365 = 97.9 -> 97.
+    assert _bases(ctx, c)["2026-05"] == (7_997, 7_900)
+    out = run_admin(ctx, "payment", "record", "--contract", str(c), "--month", "2026-05", "--paid-on", "2026-07-10")
+    assert out.exit_code == 0, out.stderr
+    # Owed to 10 July: 1 to 9 July, 9 days, 7,900 x 0.146 x 9 / 365 = 28.4 -> 28; excess 97 - 28 = 69
+    # (on the whole 7,997 it would be 99 - 28 = 71).
+    assert out.json()["late_interest_yen"] == 28
+    assert "billed interest on the 2026-05 invoice as if it were unpaid to 2026-07-31: 69 yen more" in out.stderr
+
+
 def test_bad_payments_are_refused(ctx: Context) -> None:
     c = _small_contract(ctx)
     assert run_admin(ctx, "invoices", "--month", "2026-03", "--issue", "--due-on", "2026-04-30").exit_code == 0

@@ -1,12 +1,21 @@
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, date, datetime
+
+import psycopg
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from chairside.api.context import Context
+from chairside.db import migrate
+from chairside.db.engine import make_engine
 from chairside.db.models import Base
+from tests.conftest import PG_ADMIN
 
 
 def test_the_migrations_build_exactly_the_models_schema(ctx: Context) -> None:
@@ -29,3 +38,45 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(ctx: Context) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_migration_0008_gives_issued_invoices_their_amount_as_interest_base(database_url: str) -> None:
+    """Rows issued before 0008 kept no lines: their base is their amount (docs/billing.md, rule 7)."""
+    url = database_url
+    if not url.startswith("sqlite"):  # a database of its own: the shared one stays at head
+        name = f"chairside_mig_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = url.rsplit("/", 1)[0] + f"/{name}"
+    engine = make_engine(url)
+    t, c = sa.table, sa.column
+    invoices = t("issued_invoices", c("id", sa.Uuid()), c("contract_id", sa.Uuid()), c("month"), c("amount_yen"),
+                 c("issued_on", sa.Date()), c("due_on", sa.Date()), c("paid_on", sa.Date()), c("created_at"))
+    try:
+        migrate.upgrade(engine, "0007")
+        contract, now = uuid.uuid4(), datetime.now(UTC)
+        rows = [("2026-03", 7_900, date(2026, 5, 31)), ("2026-05", 7_997, None)]  # May carried 97 yen
+        with engine.begin() as conn:
+            conn.execute(t("contracts", c("id", sa.Uuid()), c("name"), c("plan_hours"), c("created_at"),
+                           c("stored_video_ms"), c("feed_seq")).insert(),
+                         {"id": contract, "name": "x", "plan_hours": 100, "created_at": now, "stored_video_ms": 0,
+                          "feed_seq": 0})
+            conn.execute(invoices.insert(), [
+                {"id": uuid.uuid4(), "contract_id": contract, "month": month, "amount_yen": amount,
+                 "issued_on": date(2026, int(month[5:]), 28), "due_on": date(2026, int(month[5:]) + 1, 28),
+                 "paid_on": paid, "created_at": now} for month, amount, paid in rows])
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            after = t("issued_invoices", c("month"), c("amount_yen"), c("interest_base_yen"), c("paid_on", sa.Date()))
+            found = conn.execute(sa.select(after).order_by(after.c.month)).all()
+        assert [tuple(r) for r in found] == [("2026-03", 7_900, 7_900, date(2026, 5, 31)),
+                                             ("2026-05", 7_997, 7_997, None)]
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # the column is NOT NULL from now on
+            conn.execute(invoices.insert(), {
+                "id": uuid.uuid4(), "contract_id": contract, "month": "2026-06", "amount_yen": 1,
+                "issued_on": date(2026, 6, 30), "due_on": date(2026, 7, 31), "paid_on": None, "created_at": now})
+    finally:
+        engine.dispose()
+        if url != database_url:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')

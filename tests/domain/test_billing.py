@@ -406,6 +406,36 @@ def test_unpaid_invoice_interest_appears_month_by_month_until_paid() -> None:
     assert sum(per_month) == late_interest(10_000, date(2026, 5, 31), date(2026, 8, 10)) == 280
 
 
+def test_interest_accrues_on_the_charges_not_on_interest_an_invoice_carried() -> None:
+    k = contract(overdue=[OverdueInvoice("INV-2026-05", 10_000, due_on=date(2026, 5, 31))])
+    june = billed(k, 2026, 6)
+    assert (june.total_yen, june.interest_base_yen) == (7_900 + 120, 7_900)
+    assert billed(contract(), 2026, 6).interest_base_yen == 7_900  # no interest carried: the total
+
+    # The June invoice, 8,020 yen of which 7,900 of charges, due 31 July and paid 31 August: 30 days
+    # (1 to 30 August). 7,900 x 0.146 x 30 / 365 = 94.8 -> 94 (on the whole 8,020: 96.2 -> 96).
+    late = OverdueInvoice("INV-2026-06", june.total_yen, date(2026, 7, 31), date(2026, 8, 31),
+                          interest_base_yen=june.interest_base_yen)
+    assert late.base_yen == 7_900
+    (line,) = [ln for ln in billed(contract(overdue=[late]), 2026, 8).lines if ln.code is LineCode.LATE_INTEREST]
+    assert line.amount_yen == 94 == late_interest(7_900, date(2026, 7, 31), date(2026, 8, 31))
+    assert line.description == (
+        "Late payment interest on invoice INV-2026-06 (8,020 yen due 2026-07-31): "
+        "30 days at 14.6% a year on 7,900 yen of charges"
+    )
+    assert OverdueInvoice("I", 8_020, date(2026, 7, 31)).base_yen == 8_020  # not given: the amount
+
+
+@pytest.mark.parametrize(("base", "error"), [
+    (8_021, ValueError),  # more than the invoice
+    (-1, ValueError),
+    (7_900.0, TypeError),
+])
+def test_an_interest_base_outside_the_invoice_is_refused(base: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        OverdueInvoice("I", 8_020, date(2026, 7, 31), interest_base_yen=base)  # type: ignore[arg-type]
+
+
 def test_interest_is_not_billed_before_the_due_date_passes() -> None:
     k = contract(overdue=[OverdueInvoice("INV-1", 10_000, due_on=date(2026, 6, 30))])
     assert LineCode.LATE_INTEREST not in amounts(billed(k, 2026, 6))

@@ -424,12 +424,14 @@ def _record_issued(s: Session, billed: Month, found: list[Invoice], due: date | 
             if isinstance(due, str):
                 _fail(due)
             row = IssuedInvoice(contract_id=contract_id, month=str(billed), amount_yen=invoice.total_yen,
-                                issued_on=invoice.issued_on, due_on=due, created_at=utcnow())
+                                interest_base_yen=invoice.interest_base_yen, issued_on=invoice.issued_on,
+                                due_on=due, created_at=utcnow())
             s.add(row)
             s.flush()
             status = "issued"
         report.append({"contract_id": invoice.contract_id, "month": str(billed), "status": status,
-                       "invoice_id": str(row.id), "amount_yen": row.amount_yen, "issued_on": row.issued_on,
+                       "invoice_id": str(row.id), "amount_yen": row.amount_yen,
+                       "interest_base_yen": row.interest_base_yen, "issued_on": row.issued_on,
                        "due_on": row.due_on, "paid_on": row.paid_on, "computed_total_yen": invoice.total_yen})
     return report
 
@@ -463,15 +465,16 @@ def _issued_row(s: Session, contract_id: uuid.UUID, billed: Month) -> IssuedInvo
 
 
 def _payment_json(row: IssuedInvoice, name: str, today: date) -> dict[str, object]:
+    """The invoice and its payment; late interest on its charges, `interest_base_yen` (none on interest)."""
     paid = row.paid_on
     counted_to = paid if paid is not None else today
     days = late_interest_days(row.due_on, counted_to) if counted_to > row.due_on else 0
     late = "paid late" if days else "paid"
     status = late if paid is not None else "overdue" if today > row.due_on else "unpaid"
     return {"invoice_id": str(row.id), "contract_id": str(row.contract_id), "name": name, "month": row.month,
-            "amount_yen": row.amount_yen, "issued_on": row.issued_on, "due_on": row.due_on, "paid_on": paid,
-            "status": status, "late_days": days,
-            "late_interest_yen": late_interest(row.amount_yen, row.due_on, counted_to) if days else 0}
+            "amount_yen": row.amount_yen, "interest_base_yen": row.interest_base_yen, "issued_on": row.issued_on,
+            "due_on": row.due_on, "paid_on": paid, "status": status, "late_days": days,
+            "late_interest_yen": late_interest(row.interest_base_yen, row.due_on, counted_to) if days else 0}
 
 
 @payment_app.command("record")
@@ -512,8 +515,8 @@ def payment_record(
             IssuedInvoice.month >= str(Month.of(day)))), default=None)
     if later is not None and result["late_days"]:
         billed_to = parse_month(later).last_day
-        excess = (late_interest(row.amount_yen, row.due_on, max(billed_to, row.due_on) + _ONE_DAY)
-                  - late_interest(row.amount_yen, row.due_on, day))
+        excess = (late_interest(row.interest_base_yen, row.due_on, max(billed_to, row.due_on) + _ONE_DAY)
+                  - late_interest(row.interest_base_yen, row.due_on, day))
         if excess > 0:
             typer.echo(f"warning: the invoices already issued up to {later} billed interest on the {billed} "
                        f"invoice as if it were unpaid to {billed_to}: {excess:,} yen more than is owed; "

@@ -431,6 +431,9 @@ class IssuedInvoice(Base):
     contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
     month: Mapped[str] = mapped_column(String(7))  # YYYY-MM, the month billed
     amount_yen: Mapped[int] = mapped_column(BigInteger)
+    # What late interest on it accrues on: amount_yen less the late-interest lines it carried (no interest
+    # on interest). Rows issued before migration 0008 hold their amount_yen (their lines were not kept).
+    interest_base_yen: Mapped[int] = mapped_column(BigInteger)
     issued_on: Mapped[date] = mapped_column(Date)
     due_on: Mapped[date] = mapped_column(Date)
     paid_on: Mapped[date | None] = mapped_column(Date, nullable=True)

@@ -232,22 +232,40 @@ class OverdueInvoice:
     ``paid_on`` is None while it is unpaid; once it is paid late, keep passing it
     with its ``paid_on`` until an invoice for the month of the payment has been
     made, so that the last days of interest are billed too.
+
+    Interest is simple: it accrues on ``interest_base_yen``, the invoice's charges
+    (its total minus the late-interest lines it carried, :attr:`Invoice.interest_base_yen`),
+    never on interest. None means the whole ``amount_yen`` (an invoice that carried
+    no late interest).
     """
 
     invoice_id: str
     amount_yen: int
     due_on: date
     paid_on: date | None = None
+    interest_base_yen: int | None = None
 
     def __post_init__(self) -> None:
         _check_yen("amount_yen", self.amount_yen)
         _check_date("due_on", self.due_on)
         if self.paid_on is not None:
             _check_date("paid_on", self.paid_on)
+        if self.interest_base_yen is not None:
+            _check_yen("interest_base_yen", self.interest_base_yen)
+            if self.interest_base_yen > self.amount_yen:
+                raise ValueError(
+                    f"invoice {self.invoice_id}: interest_base_yen {self.interest_base_yen} is more "
+                    f"than its amount {self.amount_yen}; the base is the amount less its late interest"
+                )
+
+    @property
+    def base_yen(self) -> int:
+        """The yen interest accrues on: ``interest_base_yen``, or ``amount_yen`` when not given."""
+        return self.amount_yen if self.interest_base_yen is None else self.interest_base_yen
 
     def interest_through(self, day: date) -> int:
         """Interest accrued up to and including ``day`` (or up to the payment)."""
-        return late_interest(self.amount_yen, self.due_on, self._counted_until(day))
+        return late_interest(self.base_yen, self.due_on, self._counted_until(day))
 
     def interest_days_through(self, day: date) -> int:
         """Days of interest up to and including ``day`` (or up to the payment)."""
@@ -413,6 +431,14 @@ class Invoice:
         """Invoices are issued on the last day of the month they bill."""
         return self.month.last_day
 
+    @property
+    def interest_base_yen(self) -> int:
+        """What late interest on this invoice accrues on: its charges, the total less its
+        late-interest lines (interest is simple; none is charged on interest)."""
+        return self.total_yen - sum(
+            line.amount_yen for line in self.lines if line.code == LineCode.LATE_INTEREST
+        )
+
 
 def invoice_for(contract: ContractBilling, month: Month) -> Invoice | None:
     """The invoice of ``contract`` for ``month``, or None when that month is not billed.
@@ -480,7 +506,7 @@ def _monthly_lines(contract: ContractBilling, month: Month) -> list[InvoiceLine]
 
 
 def _late_interest_lines(contract: ContractBilling, month: Month) -> list[InvoiceLine]:
-    """Interest accrued during ``month`` on each overdue invoice.
+    """Interest accrued during ``month`` on each overdue invoice (on its charges only).
 
     Each month's line is the cumulative interest to the month's end minus the
     cumulative interest to the previous month's end, so rounding down never loses
@@ -498,12 +524,14 @@ def _late_interest_lines(contract: ContractBilling, month: Month) -> list[Invoic
             days -= overdue.interest_days_through(before)
         if yen <= 0:
             continue
+        base = overdue.base_yen
+        on = "" if base == overdue.amount_yen else f" on {base:,} yen of charges"
         lines.append(
             InvoiceLine(
                 LineCode.LATE_INTEREST,
                 f"Late payment interest on invoice {overdue.invoice_id} "
                 f"({overdue.amount_yen:,} yen due {overdue.due_on}): "
-                f"{_days_text(days)} at {_INTEREST_PERCENT}% a year",
+                f"{_days_text(days)} at {_INTEREST_PERCENT}% a year{on}",
                 1,
                 yen,
                 yen,
