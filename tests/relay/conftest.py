@@ -4,6 +4,9 @@
 The relay's data folder is seeded with copies of the cloud's rows (contract, clinic, station,
 patient) through sync/rows.py, so a station's token works at the relay from its first second;
 the feed follower, when it runs, applies the same rows again (idempotent upserts).
+
+The cloud runs on SQLite unless a test is marked `@on_both_clouds`, which runs it on SQLite and
+on PostgreSQL (the session's database, emptied first). The relay is always on SQLite, its own box.
 """
 
 from __future__ import annotations
@@ -31,13 +34,16 @@ from chairside.client import Client
 from chairside.db.models import Clinic, Contract, Patient, Station
 from chairside.settings import Settings
 from chairside.sync.rows import to_json, upsert
-from tests.conftest import LiveServer, free_port
+from tests.conftest import DATABASES, LiveServer, empty_pg_database, free_port
 from tests.netem import Faults, WanProxy
 
 BIN = Path(sys.executable).parent
 CHUNK = 256 * 1024  # the relay's upload chunk in these tests: files of a few MB make many chunks
 T = TypeVar("T")
 _CONTRACT_PRIVATE = frozenset({"contact_emails", "cancellation_notice_on", "feed_seq"})
+# Runs a test with its cloud on SQLite and on PostgreSQL (for the tests of what the cloud does with the
+# relay's writes and uploads; the slow WAN and bandwidth tests keep the SQLite cloud only).
+on_both_clouds = pytest.mark.parametrize("cloud_database", DATABASES, indirect=True)
 
 
 def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 60.0, every: float = 0.1) -> T:
@@ -106,9 +112,17 @@ def make_upcloud(ctx: Context, server: LiveServer, *, plan_hours: int = 100) -> 
 
 
 @pytest.fixture
-def upcloud(tmp_path: Path) -> Iterator[UpCloud]:
-    """The cloud (SQLite) with one contract, clinic, station, patient and a relay token."""
-    settings = Settings.load(environ={}, data_dir=tmp_path / "cloud")
+def cloud_database(request: pytest.FixtureRequest) -> str | None:
+    """The cloud's database URL: None (SQLite in its data folder) unless `@on_both_clouds` asks for "postgres"."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return None
+    return empty_pg_database(request)
+
+
+@pytest.fixture
+def upcloud(tmp_path: Path, cloud_database: str | None) -> Iterator[UpCloud]:
+    """The cloud (in this process) with one contract, clinic, station, patient and a relay token."""
+    settings = Settings.load(environ={}, data_dir=tmp_path / "cloud", database_url=cloud_database)
     ctx = build_context(settings)
     try:
         with LiveServer(ctx) as server:

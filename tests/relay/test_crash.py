@@ -16,9 +16,10 @@ from chairside.app import build_context
 from chairside.db.models import Media, OutboxOp
 from chairside.settings import Settings
 from tests.netem import Faults
-from tests.relay.conftest import CHUNK, RelaySetup, sha256_of
+from tests.relay.conftest import CHUNK, RelaySetup, on_both_clouds, sha256_of
 
 
+@on_both_clouds
 def test_kill_9_at_random_points_loses_nothing_and_resends_at_most_a_chunk_per_kill(
     make_relay, big_clips: list[Path]
 ) -> None:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from chairside.api.context import Context
 from chairside.app import build_context
-from chairside.db.models import OutboxOp
+from chairside.db.models import AppliedOp, AuditEvent, Change, OutboxOp, Patient
 from chairside.settings import Settings
 from chairside.sync import outbox
 from chairside.sync.uploader import RateMeter, Uploader, backoff_s, io_timeout
 from chairside.sync.upstream import Upstream
 from tests.netem import Faults
-from tests.relay.conftest import RelaySetup, sha256_of
+from tests.relay.conftest import RelaySetup, on_both_clouds, sha256_of, wait_for
 
 
 @pytest.fixture
@@ -35,6 +38,16 @@ def _ops(ctx: Context, *specs: tuple[str, uuid.UUID]) -> list[int]:
             s.flush()
             ids.append(op.id)
     return ids
+
+
+@contextlib.contextmanager
+def _relay_db(setup: RelaySetup) -> Iterator[Context]:
+    """The running relay's database, read beside it."""
+    rctx = build_context(Settings.load(environ={}, data_dir=setup.relay.data_dir), role="relay", upgrade=False)
+    try:
+        yield rctx
+    finally:
+        rctx.db.dispose()
 
 
 def _done(ctx: Context, op_id: int) -> None:
@@ -90,6 +103,7 @@ def test_backoff_and_timeouts() -> None:
     assert meter.rate() == pytest.approx(1_000_000, rel=0.11)
 
 
+@on_both_clouds
 def test_writes_at_the_relay_reach_the_cloud_in_order(make_relay, big_clips: list[Path]) -> None:
     """A patient registered at the relay, a recording for them, then its trash: all while offline;
     when the line returns the cloud gets them in that order (the media needs the patient)."""
@@ -112,12 +126,49 @@ def test_writes_at_the_relay_reach_the_cloud_in_order(make_relay, big_clips: lis
     assert items[0]["sha256"] == sha256_of(big_clips[4])
     gone = cloud.media(trashed["id"])
     assert gone is not None and gone["deleted_at"] is not None and gone["sha256"] == sha256_of(big_clips[5])
+    # each of the relay's writes (the uploads go by tus) applied once, under the op_id the relay made
+    with _relay_db(setup) as rctx, rctx.db.read() as s:
+        sent = set(s.scalars(select(OutboxOp.op_id).where(OutboxOp.kind != "media.upload")))
+    with cloud.ctx.db.read() as s:
+        applied = s.execute(select(AppliedOp.op_id, AppliedOp.kind)
+                            .where(AppliedOp.contract_id == cloud.contract_id)).all()
+    assert sorted(kind for _, kind in applied) == ["media.trash", "patient.create"]
+    assert {op_id for op_id, _ in applied} == sent
+
+
+@on_both_clouds
+def test_a_write_whose_answer_is_lost_is_sent_again_and_applied_once(make_relay) -> None:
+    """The cloud applies a write made at the relay, and its answer is lost on the line: the relay sends the op
+    again, and the cloud answers it from its applied_ops row without applying it twice."""
+    setup: RelaySetup = make_relay(faults=Faults(latency_s=1.0))  # an answer spends a second on the line
+    cloud = setup.cloud
+    with setup.station() as station:
+        patient = station.create_patient(cloud.clinic_id, "R-0002", "鈴木 一郎", "スズキ イチロウ", sex="male")
+    patient_id = uuid.UUID(patient["id"])
+
+    def applied() -> uuid.UUID | None:
+        with cloud.ctx.db.read() as s:
+            return s.scalar(select(AppliedOp.op_id).where(AppliedOp.contract_id == cloud.contract_id))
+
+    op_id = wait_for(applied, "the cloud to apply the relay's patient.create", timeout=60, every=0.01)
+    setup.wan.reset_connections()  # the answer, still on the line, is lost
+    st = setup.drained(timeout=60)
+    assert st["failed_items"] == 0, st["failures"]
+    with _relay_db(setup) as rctx, rctx.db.read() as s:
+        op = s.scalar(select(OutboxOp).where(OutboxOp.entity_id == patient_id))
+        assert op is not None and op.op_id == op_id and op.done_at is not None
+        assert op.attempts >= 1, "the answer was not lost: the op was not sent again"
+    with cloud.ctx.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(AppliedOp).where(
+            AppliedOp.contract_id == cloud.contract_id)) == 1
+        assert s.scalar(select(func.count()).select_from(Patient).where(Patient.chart_no == "R-0002")) == 1
+        assert s.scalar(select(func.count()).select_from(Change).where(Change.entity_id == patient_id)) == 1
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.patient_id == patient_id, AuditEvent.actor_kind == "relay")) == 1
 
 
 def test_parallel_transfers_and_the_bandwidth_cap(make_relay, big_clips: list[Path]) -> None:
     """Queued offline, three files drain with at most two at once, at no more than the cap."""
-    from sqlalchemy import func, select
-
     from chairside.db.models import Upload
 
     cap_bps = 8e6

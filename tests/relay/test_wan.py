@@ -16,7 +16,7 @@ from chairside.client import ChairsideError
 from chairside.db.models import CachedBlob, Contract
 from chairside.settings import Settings
 from tests.netem import Faults
-from tests.relay.conftest import CHUNK, RelaySetup, UpCloud, sha256_of, wait_for
+from tests.relay.conftest import CHUNK, RelaySetup, UpCloud, on_both_clouds, sha256_of, wait_for
 
 
 def _relay_db(setup: RelaySetup):  # type: ignore[no-untyped-def]
@@ -67,6 +67,7 @@ def test_upload_is_acknowledged_offline_and_drains_when_the_line_returns(make_re
         rctx.db.dispose()
 
 
+@on_both_clouds
 def test_cuts_at_random_byte_counts_resend_at_most_a_chunk_each(make_relay, big_clips: list[Path]) -> None:
     rng = random.Random(20261124)
     faults = Faults(rate_bps=40e6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -79,6 +80,43 @@ def test_the_same_op_twice_applies_once(ctx: Context, server: LiveServer, tenant
         actors = s.execute(select(AuditEvent.actor_kind, AuditEvent.action)
                            .where(AuditEvent.actor_kind == "relay").order_by(AuditEvent.id)).all()
     assert [a.action for a in actors] == ["patient.create", "media.trash", "media.restore"]
+
+
+def test_copies_of_one_op_racing_each_other_apply_it_once(
+    ctx: Context, server: LiveServer, tenant: Tenant, media_dir: Path,
+) -> None:
+    """Eight copies of an op at once (a relay retrying while its first try is still in flight): one is applied,
+    the others answer duplicate with its result; one feed event, one audit entry."""
+    _, token = create_relay(ctx, tenant.clinic_ids[0])
+
+    def race(kind: str, body: dict[str, Any]) -> list[httpx.Response]:
+        op_id, start = str(uuid.uuid4()), threading.Barrier(8)
+        answers: list[httpx.Response] = []
+
+        def send() -> None:
+            start.wait()
+            answers.append(op(server, token, kind, body, op_id))
+
+        threads = [threading.Thread(target=send) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert [r.status_code for r in answers] == [200] * 8, [r.text for r in answers]
+        assert sorted(r.json()["status"] for r in answers) == ["applied"] + ["duplicate"] * 7
+        assert len({str(r.json()["result"]) for r in answers}) == 1
+        return answers
+
+    body = create_body(tenant.clinic_ids[0], "0300", Clock("aaaa0001"))
+    race("patient.create", body)
+    with Client(server.url, tenant.token) as api:
+        item = api.upload(media_dir / "photo.jpg", body["id"])
+    race("media.trash", {"id": item["id"]})
+    assert len(feed_events(ctx, tenant.contract_id, body["id"])) == 1
+    assert [c.body["deleted_at"] is None for c in feed_events(ctx, tenant.contract_id, item["id"])] == [True, False]
+    with ctx.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(AppliedOp)) == 2
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.actor_kind == "relay")) == 2
 
 
 EDITS = st.lists(
