@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from chairside.api.context import Context
 from chairside.app import build_context
@@ -133,15 +134,19 @@ def upcloud(tmp_path: Path, cloud_database: str | None) -> Iterator[UpCloud]:
 
 def seed_relay(cloud: UpCloud, data_dir: Path) -> None:
     """Copy the cloud's rows the relay needs into the relay's database (what the feed would bring)."""
+    seed_relay_from(cloud.ctx, cloud.contract_id, data_dir)
+
+
+def seed_relay_from(cloud: Context, contract_id: uuid.UUID, data_dir: Path) -> None:
+    """`seed_relay` for any cloud context: the contract, its clinics, stations and patients."""
     rctx = build_context(Settings.load(environ={}, data_dir=data_dir), role="relay")
     try:
-        with cloud.ctx.db.read() as s:
-            contract = s.get(Contract, cloud.contract_id)
+        with cloud.db.read() as s:
+            contract = s.get(Contract, contract_id)
             assert contract is not None
             rows: list[tuple[type[Any], dict[str, Any]]] = [(Contract, to_json(contract, exclude=_CONTRACT_PRIVATE))]
-            rows += [(Clinic, to_json(c)) for c in s.query(Clinic).filter_by(contract_id=cloud.contract_id)]
-            rows += [(Station, to_json(st)) for st in s.query(Station).filter_by(contract_id=cloud.contract_id)]
-            rows += [(Patient, to_json(p)) for p in s.query(Patient).filter_by(contract_id=cloud.contract_id)]
+            for model in (Clinic, Station, Patient):
+                rows += [(model, to_json(r)) for r in s.scalars(select(model).filter_by(contract_id=contract_id))]
         with rctx.db.session() as s:
             for model, body in rows:
                 upsert(s, model, body)

@@ -38,11 +38,10 @@ from chairside.api.patients import index_patient
 from chairside.app import build_context
 from chairside.cli.admin import create_relay, create_station
 from chairside.client import Client
-from chairside.db.models import Clinic, Contract, Patient, Station, Upload
+from chairside.db.models import Clinic, Contract, Patient, Upload
 from chairside.settings import Settings
-from chairside.sync.rows import to_json, upsert
 from tests.kernel_wan import KernelWan, die_with_parent, exec_env, kernel_wan, unavailable
-from tests.relay.conftest import RelayProcess, sha256_of, wait_for
+from tests.relay.conftest import RelayProcess, seed_relay_from, sha256_of, wait_for
 
 BIN = Path(sys.executable).parent
 MiB = 1 << 20
@@ -50,7 +49,6 @@ RATE = "40mbit"  # each way; a 32 MiB clip takes about 7 s
 CLOUD_PORT = 8000  # inside the namespace: nothing else listens there
 REQUEST = 4 * MiB  # relay_upload_chunk_bytes here: a cut falls inside a request
 WIRE = 1.06  # wire bytes per payload byte through the shaper: Ethernet, IP and TCP headers (1514 per 1448)
-_CONTRACT_PRIVATE = frozenset({"contact_emails", "cancellation_notice_on", "feed_seq"})
 
 
 @pytest.fixture(scope="module")
@@ -124,25 +122,6 @@ def _seed_cloud(ctx: Context) -> tuple[uuid.UUID, uuid.UUID, str, str]:
     return contract_id, patient_id, station_token, relay_token
 
 
-def _seed_relay(cloud: Context, contract_id: uuid.UUID, data_dir: Path) -> None:
-    """Copy the cloud's rows the relay needs into its database (what the feed would bring), so the
-    station's token works at the relay from its first second."""
-    rctx = build_context(Settings.load(environ={}, data_dir=data_dir), role="relay")
-    try:
-        with cloud.db.read() as s:
-            contract = s.get(Contract, contract_id)
-            assert contract is not None
-            rows: list[tuple[type[Any], dict[str, Any]]] = [(Contract, to_json(contract, exclude=_CONTRACT_PRIVATE))]
-            for model in (Clinic, Station, Patient):
-                rows += [(model, to_json(r)) for r in s.scalars(select(model).filter_by(contract_id=contract_id))]
-        with rctx.db.session() as s:
-            for model, body in rows:
-                upsert(s, model, body)
-                s.flush()
-    finally:
-        rctx.db.dispose()
-
-
 @contextlib.contextmanager
 def _cloud_in_namespace(wan: KernelWan, data_dir: Path) -> Iterator[str]:
     """`chairside cloud serve` inside the namespace, listening on its end of the line; answers its URL."""
@@ -191,7 +170,7 @@ def line(netns: None, tmp_path: Path) -> Iterator[Line]:
         stack.callback(cloud.db.dispose)
         contract_id, patient_id, station_token, relay_token = _seed_cloud(cloud)
         cloud_url = stack.enter_context(_cloud_in_namespace(wan, tmp_path / "cloud"))
-        _seed_relay(cloud, contract_id, tmp_path / "relay")
+        seed_relay_from(cloud, contract_id, tmp_path / "relay")
         relay = RelayProcess(tmp_path / "relay", cloud_url, relay_token,
                              env={"CHAIRSIDE_RELAY_UPLOAD_CHUNK_BYTES": str(REQUEST)})
         stack.callback(relay.stop)
