@@ -122,32 +122,34 @@ class WanProxy:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.faults.connections += 1
-        if self.faults.down:
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        cut = asyncio.Event()
-        self._live.add(cut)
-        tasks = [
-            asyncio.create_task(self._pipe(reader, up_writer, cut, upstream=True)),
-            asyncio.create_task(self._pipe(up_reader, writer, cut, upstream=False)),
-            asyncio.create_task(cut.wait()),
-        ]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if not cut.is_set():  # one side closed: let the other finish its last bytes
-                await asyncio.wait(tasks[:2], timeout=5 + 2 * self.faults.latency_s)
+        up_writer: asyncio.StreamWriter | None = None
+        try:  # every way out closes both sockets, a cancel at shutdown included (else a ResourceWarning)
+            if self.faults.down:
+                return
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*self.target)
+            except OSError:
+                return
+            cut = asyncio.Event()
+            self._live.add(cut)
+            tasks = [
+                asyncio.create_task(self._pipe(reader, up_writer, cut, upstream=True)),
+                asyncio.create_task(self._pipe(up_reader, writer, cut, upstream=False)),
+                asyncio.create_task(cut.wait()),
+            ]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                if not cut.is_set():  # one side closed: let the other finish its last bytes
+                    await asyncio.wait(tasks[:2], timeout=5 + 2 * self.faults.latency_s)
+            finally:
+                self._live.discard(cut)
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
         finally:
-            self._live.discard(cut)
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             for w in (writer, up_writer):
-                w.transport.abort()
+                if w is not None:
+                    w.transport.abort()
 
     def _cut_point(self) -> int | None:
         """Client→server byte count at which the next cut happens, if any."""
