@@ -53,8 +53,7 @@ def long_video(path: Path, size: int) -> Path:
     """A real H.264 MP4 of about `size` bytes, made once and reused (bench/.work/ is a cache)."""
     if path.exists() and abs(path.stat().st_size - size) < 16 * MiB:
         return path
-    from chairside.media.generate import make_long_video
-
+    from chairside.mediafile.generate import make_long_video
     t = time.perf_counter()
     tmp = path.with_name(path.name + ".making.mp4")
     tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +82,6 @@ def seed(data_dir: Path, database_url: str | None = None) -> Seeded:
     from chairside.cli.admin import create_station
     from chairside.db.models import Clinic, Contract, Patient
     from chairside.settings import Settings
-
     settings = Settings.load(environ={}, data_dir=data_dir, database_url=database_url)
     ctx = build_context(settings)
     try:

@@ -33,7 +33,6 @@ ENV = "CHAIRSIDE_BENCH_WHATIF"
 
 def adopt_upload() -> None:
     from chairside.blobs import filesystem
-
     def can_adopt(self: filesystem.FilesystemBlobStore, path: Path) -> bool:
         try:
             st = os.lstat(path)
@@ -55,7 +54,6 @@ def pipelined_upload(client: Any, path: Path, patient_id: Any, chunk_size: int =
     from concurrent.futures import ThreadPoolExecutor
 
     from chairside.client import uuid7
-
     size = path.stat().st_size
     media_id = str(uuid7())
     url = client._create(path, size, patient_id, media_id, None, None)
@@ -103,7 +101,6 @@ def worker_app() -> Any:
     """`chairside.cli.cloud.worker_app`, with the changes applied in this worker process first."""
     apply([n for n in os.environ.get(ENV, "").split(",") if n])
     from chairside.cli import cloud
-
     return cloud.worker_app()
 
 
@@ -111,7 +108,6 @@ def main() -> None:
     split = sys.argv.index("--")
     apply(sys.argv[1:split])
     from chairside.cli import cloud
-
     serve_run = cloud.run
 
     def run(app: object, host: str, port: int, *, workers: int = 1) -> None:
@@ -125,7 +121,6 @@ def main() -> None:
     cloud.run = run  # type: ignore[assignment]
     sys.argv = ["chairside", *sys.argv[split + 1:]]
     from chairside.cli import main as chairside
-
     chairside()
 
 

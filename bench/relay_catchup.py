@@ -39,11 +39,10 @@ def seed_cloud(data_dir: Path, patients: int, media: int) -> tuple[str, str, int
     from chairside.app import build_context
     from chairside.cli.admin import create_relay
     from chairside.db.models import Clinic, Contract, Media, Patient, Station
-    from chairside.media.generate import make_jpeg
-    from chairside.media.thumbnails import make_thumbnail
+    from chairside.feed import changes
+    from chairside.mediafile.generate import make_jpeg
+    from chairside.mediafile.thumbnails import make_thumbnail
     from chairside.settings import Settings
-    from chairside.sync import changes
-
     seeded = seed(data_dir)
     ctx = build_context(Settings.load(environ={}, data_dir=data_dir))
     try:

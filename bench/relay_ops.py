@@ -3,7 +3,7 @@
 A cloud (`chairside cloud serve`, SQLite) is seeded through the real write code (ORM rows with
 their feed events): a contract with two clinics A and B, a station of each, a relay token for
 clinic A, `--patients` patients with Japanese names and kana (both clinics). Then real media are
-uploaded to the cloud with the SDK (small H.264 clips and JPEGs from chairside.media.generate),
+uploaded to the cloud with the SDK (small H.264 clips and JPEGs from chairside.mediafile.generate),
 most as clinic B's station, so they reach the relay through the changes feed only. Between the
 relay and the cloud runs the userspace WAN emulator of the tests (tests/netem.py); `chairside
 relay serve` starts on a fresh data folder with --upstream pointing at it, and the benchmark
@@ -126,9 +126,8 @@ def seed_cloud(data_dir: Path, patients: int) -> World:
     from chairside.app import build_context
     from chairside.cli.admin import create_relay, create_station
     from chairside.db.models import Clinic, Contract, Patient
+    from chairside.feed import changes
     from chairside.settings import Settings
-    from chairside.sync import changes
-
     ctx = build_context(Settings.load(environ={}, data_dir=data_dir))
     try:
         with ctx.db.session() as s:  # in feed order: the contract, its clinics, then their stations
@@ -167,8 +166,7 @@ def seed_cloud(data_dir: Path, patients: int) -> World:
 
 def make_files(folder: Path) -> tuple[list[Path], Path]:
     """A few real photos and clips for the cloud, and one clip the station records at the relay."""
-    from chairside.media.generate import make_jpeg, make_video
-
+    from chairside.mediafile.generate import make_jpeg, make_video
     folder.mkdir(parents=True, exist_ok=True)
     files = [make_jpeg(folder / f"IMG_{i:04d}.JPG", width=1600, height=1200, seed=i) for i in range(8)]
     files += [make_video(folder / f"REC_{i:04d}.MP4", seconds=2.0, width=640, height=360, bitrate=800_000,
@@ -180,7 +178,6 @@ def make_files(folder: Path) -> tuple[list[Path], Path]:
 def upload_media(world: World, files: list[Path]) -> None:
     """Recorded at the cloud with the SDK: all but one by clinic B's station, for clinic B's patients."""
     from chairside.client import Client
-
     with Client(world.cloud_url, world.station_b) as b, Client(world.cloud_url, world.station_a) as a:
         for i, path in enumerate(files):
             if i == 0:
@@ -368,7 +365,6 @@ TRACE: list[tuple[float, str, str, float]] = []
 def run(args: argparse.Namespace, world: World, relay: Relay, wan: Any, states: list[State], per_block: int,
         recording: Path) -> None:
     from chairside.client import Client
-
     # Each state opens its own patients, so every open is a first open (it writes its audit line).
     everyone = world.patients_a + world.patients_b
     share = max(1, len(everyone) // len(states))

@@ -99,7 +99,6 @@ def relay_run(wan: KernelWan, src: Path, chunk: int) -> dict[str, float]:
     from chairside.app import build_context
     from chairside.db.models import Media
     from chairside.settings import Settings
-
     with workdir("relay-tbf") as wd:
         seeded = seed(wd / "cloud")
         token = relay_token(seeded)

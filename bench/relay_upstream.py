@@ -40,7 +40,6 @@ def relay_token(seeded: Seeded) -> str:
     from chairside.app import build_context
     from chairside.cli.admin import create_relay
     from chairside.settings import Settings
-
     ctx = build_context(Settings.load(environ={}, data_dir=seeded.data_dir, database_url=seeded.database_url))
     try:
         return create_relay(ctx, seeded.clinic_id, "bench relay")[1]
@@ -51,9 +50,8 @@ def relay_token(seeded: Seeded) -> str:
 def seed_relay(seeded: Seeded, relay_dir: Path) -> None:
     from chairside.app import build_context
     from chairside.db.models import Clinic, Contract, Patient, Station
+    from chairside.feed.rows import to_json, upsert
     from chairside.settings import Settings
-    from chairside.sync.rows import to_json, upsert
-
     cloud = build_context(Settings.load(environ={}, data_dir=seeded.data_dir, database_url=seeded.database_url))
     relay = build_context(Settings.load(environ={}, data_dir=relay_dir), role="relay")
     try:
@@ -115,7 +113,6 @@ def link_rate(faults_kwargs: dict[str, Any], nbytes: int) -> float:
 
 def station_put(relay_url: str, token: str, patient_id: str, path: Path) -> dict[str, Any]:
     from chairside.client import Client
-
     with Client(relay_url, token, timeout=300) as c:
         return c.upload(path, patient_id)
 

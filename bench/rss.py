@@ -69,7 +69,6 @@ def client_main(url: str, token: str, patient_id: str, path: str, collect: str) 
     import gc
 
     from chairside.client import Client
-
     with Client(url, token, timeout=300) as client:
         item = client.upload(path, patient_id, progress=(lambda done, total: gc.collect()) if collect == "gc" else None)
     print(json.dumps({"size": item["size"], "hwm": hwm(os.getpid())}))

@@ -33,14 +33,13 @@ def seed(data_dir: Path) -> dict[str, Any]:
     from rich.console import Console
     from sqlalchemy import select
 
-    from chairside.accounts import create_account
     from chairside.app import build_context
+    from chairside.auth.accounts import create_account
     from chairside.cli.demo import seed as seed_demo
     from chairside.db.models import Annotation, MediaTag, Patient
-    from chairside.ingest import IngestRequest, file_sha256, ingest
-    from chairside.media import generate
+    from chairside.media.ingest import IngestRequest, file_sha256, ingest
+    from chairside.mediafile import generate
     from chairside.settings import Settings
-
     ctx = build_context(Settings.load(environ={}, data_dir=data_dir))
     try:
         creds = seed_demo(ctx, Console(quiet=True))

@@ -41,11 +41,11 @@ import psycopg
 from sqlalchemy import select
 
 from _common import Seeded, Server, header, percentile, seed, workdir
-from chairside.db import search as patient_search
-from chairside.db import visibility
 from chairside.db.engine import Database
 from chairside.db.models import Media
 from chairside.domain.kana import search_key
+from chairside.patients import search as patient_search
+from chairside.tenancy import visibility
 
 TARGET_P95_MS = 20.0
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -204,7 +204,6 @@ def bulk_insert(url: str, table: str, columns: tuple[str, ...], rows: Iterator[t
 def build(url: str, data_dir: Path, n_patients: int, n_media: int) -> tuple[Seeded, Person, Person]:
     """Seeded tenant (contract, 5 clinics, station) plus the bulk rows; answers the ~1,000 and ~50 patients."""
     from chairside.db.models import Clinic
-
     seeded = seed(data_dir, database_url=None if url.startswith("sqlite") else url)
     rng = random.Random(20261124)
     db = Database(url)

@@ -114,9 +114,8 @@ class Nginx:
 def stored_video(wd: Path, size_mib: int) -> tuple[Seeded, uuid.UUID, Path, int]:
     """A seeded data folder holding one ingested video; answers (seeded, media id, blob path, size)."""
     from chairside.app import build_context
-    from chairside.ingest import IngestRequest, file_sha256, ingest
+    from chairside.media.ingest import IngestRequest, file_sha256, ingest
     from chairside.settings import Settings
-
     seeded = seed(wd / "data")
     source = long_video(WORK / f"video-{size_mib}MiB.mp4", size_mib * MiB)
     copy = wd / "data" / "incoming.mp4"

@@ -42,8 +42,7 @@ PLAY_TARGET_MS = 300
 def clip_1080p() -> Path:
     path = WORK / "clip-1080p-10s.mp4"
     if not path.exists():
-        from chairside.media import generate
-
+        from chairside.mediafile import generate
         WORK.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name("clip-1080p-10s.making.mp4")
         generate.make_video(tmp, seconds=10.0, width=1920, height=1080, fps=30, bitrate=15_000_000, label="1080p")
@@ -54,12 +53,11 @@ def clip_1080p() -> Path:
 def populate(data_dir: Path, items: int) -> tuple[str, str, str]:
     """The seeded patient gets `items` photos (distinct JPEGs, a day apart in groups) and one 1080p clip;
     a viewer account is made. Answers (patient id, clip id, login)."""
-    from chairside.accounts import create_account
     from chairside.app import build_context
-    from chairside.ingest import IngestRequest, file_sha256, ingest
-    from chairside.media import generate
+    from chairside.auth.accounts import create_account
+    from chairside.media.ingest import IngestRequest, file_sha256, ingest
+    from chairside.mediafile import generate
     from chairside.settings import Settings
-
     s = seed(data_dir)
     ctx = build_context(Settings.load(environ={}, data_dir=data_dir))
     try:

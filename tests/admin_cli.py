@@ -8,8 +8,8 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from chairside.api.context import Context
 from chairside.cli import admin, app
+from chairside.context import Context
 
 
 @dataclass

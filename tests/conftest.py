@@ -21,10 +21,10 @@ import pytest
 import uvicorn
 from sqlalchemy import text
 
-from chairside.api.context import Context
 from chairside.app import build_context, create_app
 from chairside.cli.admin import create_station
 from chairside.client import Client
+from chairside.context import Context
 from chairside.db import migrate
 from chairside.db.engine import make_engine
 from chairside.db.models import Base, Clinic, Contract
@@ -180,8 +180,7 @@ def patient(api: Client, tenant: Tenant) -> dict[str, object]:
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real media made once per session: small H.264 clips, photos, and broken files."""
-    from chairside.media import generate
-
+    from chairside.mediafile import generate
     d = tmp_path_factory.mktemp("media")
     generate.make_video(d / "clip.mp4", seconds=1.0, width=640, height=360, fps=30)
     generate.make_video(d / "clip2.mp4", seconds=1.0, width=640, height=360, fps=30, label="two")
@@ -204,8 +203,7 @@ class Viewer:
 
 def make_account(ctx: Context, tenant: Tenant, login: str, *, admin: bool = False,
                  clinic_ids: list[uuid.UUID] | None = None) -> Viewer:
-    from chairside.accounts import create_account
-
+    from chairside.auth.accounts import create_account
     password = f"pw-{login}-0123456789"
     account = create_account(ctx, tenant.contract_id, login, password, is_admin=admin, clinic_ids=clinic_ids)
     return Viewer(login, password, account.id)

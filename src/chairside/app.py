@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from chairside import __version__, errors, notify
+from chairside import __version__, errors
 from chairside.api import (
     accounts,
     audit,
@@ -29,12 +29,13 @@ from chairside.api import (
     uploads,
 )
 from chairside.api import annotations as drawings  # the module's name would clash with __future__.annotations
-from chairside.api.context import Context
 from chairside.blobs import open_blob_store
+from chairside.blobs.parts import PartStore
+from chairside.context import Context
 from chairside.db import migrate
 from chairside.db.engine import Database
+from chairside.quota import notify
 from chairside.settings import Settings
-from chairside.tus.store import PartStore
 from chairside.web import routes as web
 
 
@@ -52,9 +53,8 @@ def create_app(ctx: Context) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(uploads.sweeper(ctx))]
-        if ctx.role == "relay":  # the relay carries its writes to the cloud and follows its feed (sync/relay.py)
-            from chairside.sync.relay import run_relay_tasks
-
+        if ctx.role == "relay":  # the relay carries its writes to the cloud and follows its feed (relay/runner.py)
+            from chairside.relay.runner import run_relay_tasks
             tasks.append(asyncio.create_task(run_relay_tasks(ctx)))
         else:
             tasks.append(asyncio.create_task(notify.mailer(ctx)))

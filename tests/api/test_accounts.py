@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import text, update
 
-from chairside.accounts import new_enroll_code
-from chairside.api.context import Context
+from chairside.auth.accounts import new_enroll_code
 from chairside.client import Client
+from chairside.context import Context
 from chairside.db.models import EnrollmentCode, utcnow
 from tests.conftest import LiveServer, Tenant, Viewer, sign_in
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from chairside.api.context import Context
 from chairside.client import Client
+from chairside.context import Context
 from chairside.db.models import AuditEvent
 from tests.conftest import LiveServer, Tenant, Viewer, make_account, sign_in
 
@@ -112,7 +112,6 @@ def test_purging_the_item_removes_its_drawings(
     ctx: Context, server: LiveServer, admin: Viewer, dr: httpx.Client, photo: dict[str, Any]
 ) -> None:
     from chairside.db.models import Annotation
-
     dr.post(f"/api/v1/media/{photo['id']}/annotations", json={"shapes": [ARROW]})
     boss = {"Authorization": f"Bearer {sign_in(server, admin)}"}
     assert httpx.delete(f"{server.url}/api/v1/media/{photo['id']}", headers=boss).status_code == 200

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from chairside.api.context import Context
 from chairside.api.display import cached_display
 from chairside.client import Client
+from chairside.context import Context
 from tests.conftest import LiveServer, Tenant
 
 
@@ -61,8 +61,7 @@ def test_a_jpeg_is_served_as_it_is(server: LiveServer, tenant: Tenant, api: Clie
 def test_a_large_photo_is_made_smaller(
     server: LiveServer, tenant: Tenant, api: Client, patient: dict[str, Any], tmp_path: Path
 ) -> None:
-    from chairside.media import generate
-
+    from chairside.mediafile import generate
     generate.make_png(tmp_path / "scan.png", width=3200, height=1800)
     item = api.upload(tmp_path / "scan.png", patient["id"])
     picture = Image.open(io.BytesIO(_get(server, tenant, f"/api/v1/media/{item['id']}/display").content))

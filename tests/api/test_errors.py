@@ -34,7 +34,6 @@ def test_a_revoked_station_is_told_so(server: LiveServer, tenant: Tenant, ctx: o
     from sqlalchemy import update
 
     from chairside.db.models import Station, utcnow
-
     with ctx.db.session() as s:  # type: ignore[attr-defined]
         s.execute(update(Station).values(revoked_at=utcnow()))
     r = httpx.get(f"{server.url}/api/v1/patients", headers={"Authorization": f"Bearer {tenant.token}"})
@@ -56,7 +55,6 @@ def test_every_route_declares_its_roles(server: LiveServer) -> None:
     from fastapi.routing import APIRoute
 
     from chairside.api.principal import route_roles
-
     app = server.server.config.app
     missing = []
     for route in app.routes:  # type: ignore[attr-defined]

@@ -17,11 +17,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from chairside.api.context import Context
 from chairside.api.exports import Entry, manifest, plan_entries, safe_name, stream_zip
 from chairside.api.principal import Principal
 from chairside.blobs.filesystem import FilesystemBlobStore
 from chairside.client import Client
+from chairside.context import Context
 from chairside.db.models import AuditEvent, Media, Patient
 from tests.conftest import LiveServer, Tenant, Viewer, make_account, sign_in
 

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from chairside.api.context import Context
 from chairside.client import Client
+from chairside.context import Context
 from tests.conftest import LiveServer, Tenant, make_account, sign_in
-from tests.tus.helpers import create
+from tests.uploads.helpers import create
 
 PARAM = re.compile(r"\{(\w+)\}")
 

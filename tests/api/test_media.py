@@ -10,9 +10,9 @@ import httpx
 import pytest
 from PIL import Image, ImageStat
 
-from chairside.api.context import Context
-from chairside.api.ranges import Unsatisfiable, parse_range
 from chairside.client import ChairsideError, Client
+from chairside.context import Context
+from chairside.media.ranges import Unsatisfiable, parse_range
 from tests.conftest import LiveServer, Tenant
 
 
@@ -131,8 +131,7 @@ def test_trash_hides_restore_returns_and_purge_removes_the_blob(
     # A second item with the same bytes shares the blob: purging one must keep it for the other.
     twin = api.upload(media_dir / "clip.mp4", patient["id"])
     assert twin["sha256"] == video["sha256"]
-    from chairside.trash import purge_media
-
+    from chairside.media.trash import purge_media
     api.trash(video["id"])
     assert purge_media(ctx.db, ctx.blobs, uuid.UUID(video["id"])) is True
     assert ctx.blobs.stat(video["sha256"]) is not None

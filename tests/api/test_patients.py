@@ -12,13 +12,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import insert, text
 
-from chairside.api.context import Context
 from chairside.client import ChairsideError, Client
+from chairside.context import Context
 from chairside.db import migrate
-from chairside.db import search as patient_search
 from chairside.db.engine import make_engine
 from chairside.db.models import Patient, PatientSearchTerm
 from chairside.domain.kana import fold, search_key, search_terms
+from chairside.patients import search as patient_search
 from tests.conftest import PG_ADMIN, LiveServer, Tenant, make_account, sign_in
 
 
@@ -127,7 +127,7 @@ def test_search_is_an_index_range_scan(ctx: Context, api: Client, tenant: Tenant
     assert "ix_patient_search_terms_contract_id_term" in plan, plan
 
 
-# -- search order, breadth and scope (db/search.py) ---------------------------------------------
+# -- search order, breadth and scope (patients/search.py) ---------------------------------------------
 
 KANA = "アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワ"
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from chairside.api.context import Context
+from chairside.context import Context
 from chairside.db.models import DeviceSession, utcnow
 from tests.conftest import LiveServer, Tenant, Viewer, make_account, sign_in
 

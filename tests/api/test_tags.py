@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from chairside.api.context import Context
 from chairside.client import Client
+from chairside.context import Context
 from tests.conftest import LiveServer, Tenant, Viewer, make_account, sign_in
 
 

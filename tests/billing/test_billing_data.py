@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import update
 
-from chairside import plan_changes
-from chairside.api.context import Context
-from chairside.billing_data import contract_billing, invoices_for_month, overdue_invoices
+from chairside.billing.invoices import contract_billing, invoices_for_month, overdue_invoices
+from chairside.context import Context
 from chairside.db.models import Account, Clinic, Contract, IssuedInvoice, utcnow
 from chairside.domain.billing import Invoice, Month, PlanChange, invoice_for, late_interest, parse_month
+from chairside.quota import plan_changes
 
 JST = ZoneInfo("Asia/Tokyo")
 

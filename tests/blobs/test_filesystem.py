@@ -83,7 +83,6 @@ CRASHING_WRITER = textwrap.dedent(
     import os, sys
     from pathlib import Path
     from chairside.blobs import FilesystemBlobStore
-
     def chunks():
         yield b"x" * 300_000
         os._exit(17)  # the process dies here: no except, no finally, no cleanup

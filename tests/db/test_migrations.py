@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from chairside.api.context import Context
+from chairside.context import Context
 from chairside.db import migrate
 from chairside.db.engine import make_engine
 from chairside.db.models import Base

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from chairside.api.context import Context
 from chairside.client import Client
+from chairside.context import Context
 from tests.conftest import LiveServer, Tenant, Viewer, make_account, sign_in
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -48,8 +48,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def e2e_media(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Clips long enough to seek in (4 s, 30 fps), and a photo large enough to upload in several chunks."""
-    from chairside.media import generate
-
+    from chairside.mediafile import generate
     d = tmp_path_factory.mktemp("e2e-media")
     generate.make_video(d / "before.mp4", seconds=4.0, width=640, height=360, fps=30, label="before",
                         bitrate=1_000_000)

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from chairside.api.context import Context
+from chairside.context import Context
 from chairside.db.models import Contract
 from tests.e2e.conftest import World
 

@@ -11,16 +11,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from chairside import jobs
-from chairside.api.context import Context
+from chairside.context import Context
 from chairside.db.models import Job, utcnow
+from chairside.jobs import queue
 
-POLICY = jobs.Policy(lease_s=60, retry_base_s=30, max_attempts=3)
+POLICY = queue.Policy(lease_s=60, retry_base_s=30, max_attempts=3)
 
 
 def _add(ctx: Context, n: int = 1, kind: str = "test") -> list[int]:
     with ctx.db.session() as s:
-        return [jobs.enqueue(s, kind, {"n": i}).id for i in range(n)]
+        return [queue.enqueue(s, kind, {"n": i}).id for i in range(n)]
 
 
 def _row(ctx: Context, job_id: int) -> Job:
@@ -33,60 +33,60 @@ def _row(ctx: Context, job_id: int) -> Job:
 def test_a_claimed_job_is_left_alone_until_its_lease_runs_out(ctx: Context) -> None:
     [job_id] = _add(ctx)
     now = utcnow()
-    [first] = jobs.claim(ctx.db, ["test"], lease_s=60, now=now)
+    [first] = queue.claim(ctx.db, ["test"], lease_s=60, now=now)
     assert (first.id, first.attempts, first.payload) == (job_id, 1, {"n": 0})
-    assert jobs.claim(ctx.db, ["test"], lease_s=60, now=now + timedelta(seconds=59)) == []
-    [taken_over] = jobs.claim(ctx.db, ["test"], lease_s=60, now=now + timedelta(seconds=61))  # the worker died
+    assert queue.claim(ctx.db, ["test"], lease_s=60, now=now + timedelta(seconds=59)) == []
+    [taken_over] = queue.claim(ctx.db, ["test"], lease_s=60, now=now + timedelta(seconds=61))  # the worker died
     assert taken_over.attempts == 2 and taken_over.lease_token != first.lease_token
-    assert not jobs.succeed(ctx.db, first)  # the first worker's lease is gone: it cannot mark the job
-    assert jobs.succeed(ctx.db, taken_over, "sent")
+    assert not queue.succeed(ctx.db, first)  # the first worker's lease is gone: it cannot mark the job
+    assert queue.succeed(ctx.db, taken_over, "sent")
     assert _row(ctx, job_id).result == "sent"
-    assert jobs.claim(ctx.db, ["test"], lease_s=60, now=now + timedelta(days=1)) == []
+    assert queue.claim(ctx.db, ["test"], lease_s=60, now=now + timedelta(days=1)) == []
 
 
 def test_only_the_asked_kinds_are_claimed(ctx: Context) -> None:
     _add(ctx, kind="other")
-    assert jobs.claim(ctx.db, ["test"], lease_s=60) == []
-    assert len(jobs.claim(ctx.db, ["other"], lease_s=60)) == 1
+    assert queue.claim(ctx.db, ["test"], lease_s=60) == []
+    assert len(queue.claim(ctx.db, ["other"], lease_s=60)) == 1
 
 
 def test_a_failed_job_is_tried_again_later_with_a_doubling_delay_then_given_up(ctx: Context) -> None:
     [job_id] = _add(ctx)
     now = utcnow()
     for attempt, delay in [(1, 30), (2, 60)]:
-        [job] = jobs.claim(ctx.db, ["test"], lease_s=60, now=now)
+        [job] = queue.claim(ctx.db, ["test"], lease_s=60, now=now)
         assert job.attempts == attempt
-        assert jobs.fail(ctx.db, job, "451 try later", POLICY, now=now)
+        assert queue.fail(ctx.db, job, "451 try later", POLICY, now=now)
         row = _row(ctx, job_id)
         assert row.run_after == now + timedelta(seconds=delay) and row.last_error == "451 try later"
-        assert jobs.claim(ctx.db, ["test"], lease_s=60, now=now + timedelta(seconds=delay - 1)) == []
+        assert queue.claim(ctx.db, ["test"], lease_s=60, now=now + timedelta(seconds=delay - 1)) == []
         now += timedelta(seconds=delay)
-    [job] = jobs.claim(ctx.db, ["test"], lease_s=60, now=now)
-    jobs.fail(ctx.db, job, "still down", POLICY, now=now)
+    [job] = queue.claim(ctx.db, ["test"], lease_s=60, now=now)
+    queue.fail(ctx.db, job, "still down", POLICY, now=now)
     row = _row(ctx, job_id)
     assert row.dead_at == now and row.done_at is None and row.attempts == 3
-    assert jobs.claim(ctx.db, ["test"], lease_s=60, now=now + timedelta(days=30)) == []
+    assert queue.claim(ctx.db, ["test"], lease_s=60, now=now + timedelta(days=30)) == []
 
 
 def test_the_retry_delay_doubles_up_to_six_hours() -> None:
-    assert [jobs.retry_delay(a, 30).total_seconds() for a in (1, 2, 3, 4)] == [30, 60, 120, 240]
-    assert jobs.retry_delay(40, 30) == timedelta(hours=6)
+    assert [queue.retry_delay(a, 30).total_seconds() for a in (1, 2, 3, 4)] == [30, 60, 120, 240]
+    assert queue.retry_delay(40, 30) == timedelta(hours=6)
 
 
 def test_a_job_key_is_held_by_one_job_only(ctx: Context) -> None:
     with ctx.db.session() as s:
-        jobs.enqueue(s, "test", {}, key="notice-mail:1")
+        queue.enqueue(s, "test", {}, key="notice-mail:1")
     with pytest.raises(IntegrityError), ctx.db.session() as s:
-        jobs.enqueue(s, "test", {}, key="notice-mail:1")
+        queue.enqueue(s, "test", {}, key="notice-mail:1")
 
 
 def test_a_handler_error_is_kept_with_the_job_and_retried(ctx: Context) -> None:
     [job_id] = _add(ctx)
 
-    def broken(job: jobs.Claimed) -> None:
+    def broken(job: queue.Claimed) -> None:
         raise ConnectionRefusedError("mail server down")
 
-    assert jobs.run_due(ctx.db, {"test": broken}, POLICY) == 1
+    assert queue.run_due(ctx.db, {"test": broken}, POLICY) == 1
     row = _row(ctx, job_id)
     assert row.done_at is None and row.attempts == 1 and "mail server down" in (row.last_error or "")
 
@@ -97,7 +97,7 @@ def test_many_workers_share_the_table_and_run_each_job_exactly_once(ctx: Context
     lock = threading.Lock()
     errors: list[BaseException] = []
 
-    def handler(job: jobs.Claimed) -> str:
+    def handler(job: queue.Claimed) -> str:
         with lock:
             runs[job.id] += 1
         time.sleep(0.002)
@@ -107,7 +107,7 @@ def test_many_workers_share_the_table_and_run_each_job_exactly_once(ctx: Context
         try:
             idle = 0
             while idle < 3:
-                idle = idle + 1 if jobs.run_due(ctx.db, {"test": handler}, POLICY, limit=4) == 0 else 0
+                idle = idle + 1 if queue.run_due(ctx.db, {"test": handler}, POLICY, limit=4) == 0 else 0
         except BaseException as e:
             errors.append(e)
 

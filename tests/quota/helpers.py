@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy import select, update
 
-from chairside.api.context import Context
+from chairside.context import Context
 from chairside.db.models import Contract, Notice
 
 HOUR_MS = 3_600_000

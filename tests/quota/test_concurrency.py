@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from chairside import quota
-from chairside.api.context import Context
 from chairside.client import Client
-from chairside.media import generate
+from chairside.context import Context
+from chairside.mediafile import generate
+from chairside.quota import usage
 from tests.conftest import Tenant, free_port
 from tests.quota.helpers import HOUR_MS, counter, notices, set_counter
 
@@ -106,7 +106,7 @@ def test_twenty_uploads_finishing_at_once_across_two_server_processes_leave_the_
         t.join()
     assert errors == []
     assert len({i["id"] for i in items}) == UPLOADS and all(i["kind"] == "video" for i in items)
-    added = sum(quota.video_ms(i["duration_s"]) for i in items)
+    added = sum(usage.video_ms(i["duration_s"]) for i in items)
     assert added > 10_000
     assert counter(ctx, tenant.contract_id) == base + added
     assert notices(ctx, tenant.contract_id) == [(80, 1)]

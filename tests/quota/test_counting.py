@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from chairside import quota
-from chairside.api.context import Context
 from chairside.client import Client
+from chairside.context import Context
 from chairside.db.models import QuotaDaily
-from chairside.ingest import IngestRequest, file_sha256, ingest
-from chairside.trash import purge_media
+from chairside.media.ingest import IngestRequest, file_sha256, ingest
+from chairside.media.trash import purge_media
+from chairside.quota import usage
 from tests.admin_cli import run_admin
 from tests.conftest import Tenant
 from tests.quota.helpers import counter, set_counter
@@ -27,7 +27,7 @@ def test_a_stored_video_adds_its_duration_and_a_photo_adds_nothing(
     video = api.upload(media_dir / "clip.mp4", patient["id"])
     api.upload(media_dir / "photo.jpg", patient["id"])
     api.upload(media_dir / "photo.heic", patient["id"])
-    ms = quota.video_ms(video["duration_s"])
+    ms = usage.video_ms(video["duration_s"])
     assert ms > 900
     assert counter(ctx, tenant.contract_id) == ms
     with ctx.db.session() as s:
@@ -39,7 +39,7 @@ def test_a_video_in_the_trash_keeps_counting_until_it_is_purged(
     ctx: Context, api: Client, tenant: Tenant, patient: dict[str, Any], media_dir: Path
 ) -> None:
     video = api.upload(media_dir / "clip.mp4", patient["id"])
-    ms = quota.video_ms(video["duration_s"])
+    ms = usage.video_ms(video["duration_s"])
     api.trash(video["id"])
     assert counter(ctx, tenant.contract_id) == ms
     api.restore(video["id"])
@@ -61,7 +61,7 @@ def test_the_same_media_id_uploaded_again_counts_once(
     first = api.upload(media_dir / "clip.mp4", patient["id"], media_id=media_id)
     again = api.upload(media_dir / "clip.mp4", patient["id"], media_id=media_id)
     assert again["id"] == first["id"]
-    assert counter(ctx, tenant.contract_id) == quota.video_ms(first["duration_s"])
+    assert counter(ctx, tenant.contract_id) == usage.video_ms(first["duration_s"])
 
 
 def test_videos_of_one_contract_never_count_for_another(
@@ -74,7 +74,7 @@ def test_videos_of_one_contract_never_count_for_another(
 @pytest.mark.parametrize(("seconds", "ms"), [(1.0, 1000), (1.0005, 1001), (0.0004, 0), (2.0334, 2033),
                                              (None, 0), (float("nan"), 0)])
 def test_durations_count_in_whole_milliseconds_rounded_half_up(seconds: float | None, ms: int) -> None:
-    assert quota.video_ms(seconds) == ms
+    assert usage.video_ms(seconds) == ms
 
 
 def test_quota_verify_recounts_reports_drift_and_fixes_it(
@@ -99,7 +99,7 @@ def test_quota_verify_recounts_reports_drift_and_fixes_it(
     assert fixed.exit_code == 0 and fixed.json()["fixed"] is True
     assert counter(ctx, tenant.contract_id) == expected
     assert run_admin(ctx, "quota", "verify").exit_code == 0
-    assert expected > quota.video_ms(video["duration_s"])
+    assert expected > usage.video_ms(video["duration_s"])
 
 
 def test_an_import_counts_but_is_not_part_of_the_recording_rate(
@@ -111,6 +111,6 @@ def test_an_import_counts_but_is_not_part_of_the_recording_rate(
         contract_id=tenant.contract_id, clinic_id=tenant.clinic_ids[0], patient_id=uuid.UUID(patient["id"]),
         filename=path.name, captured_at=None, source="migration",
     ))
-    assert counter(ctx, tenant.contract_id) == quota.video_ms(item.duration_s) > 0
+    assert counter(ctx, tenant.contract_id) == usage.video_ms(item.duration_s) > 0
     with ctx.db.session() as s:
         assert s.scalars(select(QuotaDaily)).all() == []

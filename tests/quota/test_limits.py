@@ -12,14 +12,14 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from chairside import quota
-from chairside.api.context import Context
 from chairside.client import Client, UploadFailed
+from chairside.context import Context
 from chairside.db.models import Media
 from chairside.errors import Problem
+from chairside.quota import usage
 from tests.conftest import LiveServer, Tenant
 from tests.quota.helpers import HOUR_MS, counter, set_counter
-from tests.tus import helpers as tus
+from tests.uploads import helpers as tus
 
 PLAN_MS = 100 * HOUR_MS
 
@@ -111,7 +111,7 @@ def test_a_video_under_a_photos_name_is_counted_as_a_video(
     disguised = shutil.copy(media_dir / "clip.mp4", tmp_path / "IMG_0001.JPG")
     item = api.upload(disguised, patient["id"])
     assert item["kind"] == "video"
-    assert counter(ctx, tenant.contract_id) == quota.video_ms(item["duration_s"])
+    assert counter(ctx, tenant.contract_id) == usage.video_ms(item["duration_s"])
 
 
 def test_a_video_under_a_photos_name_created_over_the_limit_is_refused_when_its_bytes_are_in(
@@ -170,7 +170,7 @@ def test_the_completion_check_is_made_again_under_the_counters_lock(ctx: Context
 
     def store(created_over_limit: bool) -> None:
         with ctx.db.session() as s:
-            quota.count_video(s, video, created_over_limit=created_over_limit)
+            usage.count_video(s, video, created_over_limit=created_over_limit)
 
     with pytest.raises(Problem) as refused:
         store(True)

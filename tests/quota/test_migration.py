@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from chairside.db import migrate
 from chairside.db.engine import make_engine
-from chairside.quota import video_ms
+from chairside.quota.usage import video_ms
 from tests.conftest import PG_ADMIN, _pg_reachable
 
 

@@ -18,10 +18,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select, update
 
-from chairside import notify, quota
-from chairside.api.context import Context
 from chairside.client import Client
+from chairside.context import Context
 from chairside.db.models import Contract, Job, Media
+from chairside.quota import notify, usage
 from tests.admin_cli import run_admin
 from tests.conftest import LiveServer, Tenant, free_port, make_tenant
 from tests.quota.helpers import HOUR_MS, set_counter
@@ -77,7 +77,7 @@ def _cross(ctx: Context, contract_id: uuid.UUID, percent: int = 80) -> None:
     set_counter(ctx, contract_id, percent * HOUR_MS - 1)
     with ctx.db.session() as s:
         item = Media(id=uuid.uuid4(), contract_id=contract_id, kind="video", duration_s=1.0, source="station")
-        quota.count_video(s, item, percents=ctx.settings.quota_notice_percents)
+        usage.count_video(s, item, percents=ctx.settings.quota_notice_percents)
 
 
 def _wait(condition: Callable[[], bool], seconds: float = 15) -> None:

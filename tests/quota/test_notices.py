@@ -11,10 +11,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from chairside import plan_changes, quota
-from chairside.api.context import Context
 from chairside.client import Client
+from chairside.context import Context
 from chairside.db.models import Job, Media, Notice
+from chairside.quota import plan_changes, usage
 from tests.conftest import LiveServer, Tenant
 from tests.quota.helpers import HOUR_MS, counter, notices, set_counter
 
@@ -26,12 +26,12 @@ def _video(contract_id: uuid.UUID, ms: int) -> Media:
 
 def _add(ctx: Context, contract_id: uuid.UUID, ms: int, percents: tuple[int, ...] = (80, 90, 95, 100)) -> None:
     with ctx.db.session() as s:
-        quota.count_video(s, _video(contract_id, ms), percents=percents)
+        usage.count_video(s, _video(contract_id, ms), percents=percents)
 
 
 def _remove(ctx: Context, contract_id: uuid.UUID, ms: int) -> None:
     with ctx.db.session() as s:
-        quota.uncount_video(s, _video(contract_id, ms))
+        usage.uncount_video(s, _video(contract_id, ms))
 
 
 def test_each_threshold_crossed_upward_gives_one_notice(ctx: Context, tenant: Tenant) -> None:
@@ -80,7 +80,7 @@ def test_the_notice_and_its_email_job_are_rolled_back_with_the_counter(ctx: Cont
 
     def store_then_fail() -> None:
         with ctx.db.session() as s:
-            quota.count_video(s, _video(c, 1000))
+            usage.count_video(s, _video(c, 1000))
             raise RuntimeError("the media row could not be stored")
 
     with pytest.raises(RuntimeError):
@@ -113,7 +113,7 @@ def test_videos_finishing_at_once_around_a_threshold_give_exactly_one_notice(ctx
     assert counter(ctx, c) == 80 * HOUR_MS - 7_500 + 16_000
     assert notices(ctx, c) == [(80, 1)]
     with ctx.db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Job).where(Job.kind == quota.NOTICE_MAIL)) == 1
+        assert s.scalar(select(func.count()).select_from(Job).where(Job.kind == usage.NOTICE_MAIL)) == 1
 
 
 def test_the_api_lists_notices_newest_first_with_their_figures_and_email_state(

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from chairside.api.context import Context
+from chairside.context import Context
 from tests.admin_cli import run_admin
 from tests.conftest import LiveServer, Tenant, Viewer, sign_in
 from tests.quota.helpers import HOUR_MS, set_counter

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from chairside import quota
-from chairside.api.context import Context
 from chairside.client import Client
+from chairside.context import Context
 from chairside.db.models import Contract, QuotaDaily
+from chairside.quota import usage
 from tests.conftest import LiveServer, Tenant, Viewer, sign_in
 from tests.quota.helpers import HOUR_MS, set_counter
 
@@ -60,7 +60,7 @@ def test_over_the_limit_nothing_remains_and_the_plan_is_full_today(
     set_counter(ctx, tenant.contract_id, 150 * HOUR_MS + 30 * 60_000)
     body = _get(server, tenant.token)
     assert (body["used_hours"], body["remaining_hours"], body["percent"]) == (150.5, 0.0, 150.5)
-    assert body["forecast_full_on"] == quota.japan_day(datetime.now(UTC)).isoformat()
+    assert body["forecast_full_on"] == usage.japan_day(datetime.now(UTC)).isoformat()
 
 
 def test_viewers_and_contract_admins_see_the_quota_too(
@@ -84,7 +84,7 @@ def _days(ctx: Context, contract_id: uuid.UUID, rows: dict[date, tuple[int, int]
 def _forecast(ctx: Context, contract_id: uuid.UUID, used_h: float, plan: int = 300,
               since: date | None = date(2025, 1, 1)) -> date | None:
     with ctx.db.session() as s:
-        return quota.forecast_full_on(s, contract_id, int(used_h * HOUR_MS), plan, today=TODAY, window_days=30,
+        return usage.forecast_full_on(s, contract_id, int(used_h * HOUR_MS), plan, today=TODAY, window_days=30,
                                       since=since)
 
 
@@ -123,7 +123,7 @@ def test_a_full_plan_is_full_today(ctx: Context, tenant: Tenant) -> None:
 def test_the_api_forecast_uses_the_contract_age(ctx: Context, server: LiveServer, tenant: Tenant,
                                                 days_old: int) -> None:
     now = datetime.now(UTC)
-    today = quota.japan_day(now)
+    today = usage.japan_day(now)
     with ctx.db.session() as s:
         s.execute(update(Contract).where(Contract.id == tenant.contract_id)
                   .values(created_at=now - timedelta(days=days_old), stored_video_ms=50 * HOUR_MS))

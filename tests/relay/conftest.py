@@ -2,7 +2,7 @@
 `chairside relay serve` subprocess (so a kill -9 is a real one).
 
 The relay's data folder is seeded with copies of the cloud's rows (contract, clinic, station,
-patient) through sync/rows.py, so a station's token works at the relay from its first second;
+patient) through feed/rows.py, so a station's token works at the relay from its first second;
 the feed follower, when it runs, applies the same rows again (idempotent upserts).
 
 The cloud runs on SQLite unless a test is marked `@on_both_clouds`, which runs it on SQLite and
@@ -28,13 +28,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from chairside.api.context import Context
 from chairside.app import build_context
 from chairside.cli.admin import create_station
 from chairside.client import Client
+from chairside.context import Context
 from chairside.db.models import Clinic, Contract, Patient, Station
+from chairside.feed.rows import to_json, upsert
 from chairside.settings import Settings
-from chairside.sync.rows import to_json, upsert
 from tests.conftest import DATABASES, LiveServer, empty_pg_database, free_port
 from tests.netem import Faults, WanProxy
 
@@ -95,7 +95,6 @@ class UpCloud:
 
 def make_upcloud(ctx: Context, server: LiveServer, *, plan_hours: int = 100) -> UpCloud:
     from chairside.cli.admin import create_relay
-
     with ctx.db.session() as s:
         contract = Contract(name="医療法人 リレー歯科", plan_hours=plan_hours)
         s.add(contract)
@@ -266,8 +265,7 @@ def make_relay(upcloud: UpCloud, tmp_path: Path) -> Iterator[Callable[..., Relay
 @pytest.fixture(scope="session")
 def big_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Real H.264 MP4s of about 3 MB each (many chunks of CHUNK), each different."""
-    from chairside.media.generate import make_long_video
-
+    from chairside.mediafile.generate import make_long_video
     d = tmp_path_factory.mktemp("relay-media")
     paths = []
     for i in range(8):

@@ -16,15 +16,15 @@ from typing import Any, TypeVar
 
 import pytest
 
-from chairside.api.context import Context
 from chairside.app import build_context
 from chairside.cli.admin import create_relay, create_station
 from chairside.client import Client
+from chairside.context import Context
 from chairside.db.models import Clinic, Contract
+from chairside.feed.changes import clinic_changed, contract_changed
+from chairside.relay import cache, follower
+from chairside.relay.upstream import Upstream
 from chairside.settings import Settings
-from chairside.sync import cache, follower
-from chairside.sync.changes import clinic_changed, contract_changed
-from chairside.sync.upstream import Upstream
 from tests.conftest import LiveServer
 
 T = TypeVar("T")

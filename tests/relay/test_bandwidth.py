@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from chairside.sync.bandwidth import BandwidthError, Bucket, Throttle, burst_for, parse_rate, parse_schedule, rate_at
+from chairside.relay.bandwidth import BandwidthError, Bucket, Throttle, burst_for, parse_rate, parse_schedule, rate_at
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from chairside.api.context import Context
+from chairside.context import Context
 from chairside.db.models import CachedBlob
-from chairside.media import generate
-from chairside.sync import cache
+from chairside.mediafile import generate
+from chairside.relay import cache
 from tests.conftest import LiveServer
 from tests.netem import Faults, WanProxy
 from tests.relay.follow_fixtures import Cloud, RelayApi, catch_up, cloud, relay_context, wait_for  # noqa: F401

@@ -12,12 +12,13 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from chairside.api.context import Context
 from chairside.client import Client
+from chairside.clock import clock_for
+from chairside.context import Context
 from chairside.db.models import CachedBlob, Clinic, Contract, Media, OutboxOp, Patient, Station
-from chairside.sync import changes, follower
-from chairside.sync.clock import clock_for
-from chairside.trash import purge_media
+from chairside.feed import changes
+from chairside.media.trash import purge_media
+from chairside.relay import follower
 from tests.conftest import LiveServer
 from tests.netem import WanProxy
 from tests.relay.follow_fixtures import (  # noqa: F401  (fixtures)
@@ -39,7 +40,7 @@ def _row(rctx: Context, model: type, ident: object) -> object | None:
 
 def test_changes_at_another_branch_appear_at_the_relay(cloud: Cloud, relay_ctx: Context, media_dir: Path) -> None:
     other_branch = cloud.station(1)
-    with LiveServer(relay_ctx) as relay:  # the relay whole: its lifespan runs the follower (sync/relay.py)
+    with LiveServer(relay_ctx) as relay:  # the relay whole: its lifespan runs the follower (relay/runner.py)
         p = other_branch.create_patient(cloud.clinic_ids[1], "B-0001", "佐藤 花子", "サトウ ハナコ",
                                         birth_date="1975-06-01", sex="female")
         item = other_branch.upload(media_dir / "clip.mp4", p["id"])

@@ -33,11 +33,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from chairside.api.context import Context
 from chairside.api.patients import index_patient
 from chairside.app import build_context
 from chairside.cli.admin import create_relay, create_station
 from chairside.client import Client
+from chairside.context import Context
 from chairside.db.models import Clinic, Contract, Patient, Upload
 from chairside.settings import Settings
 from tests.kernel_wan import KernelWan, die_with_parent, exec_env, kernel_wan, unavailable
@@ -156,8 +156,7 @@ def _cloud_in_namespace(wan: KernelWan, data_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def long_clip(netns: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real H.264 MP4 of 32 MiB: several seconds on the line, eight of the relay's requests."""
-    from chairside.media.generate import make_long_video
-
+    from chairside.mediafile.generate import make_long_video
     path = tmp_path_factory.mktemp("kernel-wan") / "long.mp4"
     return make_long_video(path, target_bytes=32 * MiB, width=640, height=360, seed=11, label="tbf")
 

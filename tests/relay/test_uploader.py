@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from chairside.api.context import Context
 from chairside.app import build_context
+from chairside.context import Context
 from chairside.db.models import AppliedOp, AuditEvent, Change, OutboxOp, Patient
+from chairside.relay import outbox
+from chairside.relay.uploader import RateMeter, Uploader, backoff_s, io_timeout
+from chairside.relay.upstream import Upstream
 from chairside.settings import Settings
-from chairside.sync import outbox
-from chairside.sync.uploader import RateMeter, Uploader, backoff_s, io_timeout
-from chairside.sync.upstream import Upstream
 from tests.netem import Faults
 from tests.relay.conftest import RelaySetup, on_both_clouds, sha256_of, wait_for
 
@@ -52,7 +52,6 @@ def _relay_db(setup: RelaySetup) -> Iterator[Context]:
 
 def _done(ctx: Context, op_id: int) -> None:
     from chairside.db.models import utcnow
-
     with ctx.db.session() as s:
         row = s.get(OutboxOp, op_id)
         assert row is not None
@@ -170,7 +169,6 @@ def test_a_write_whose_answer_is_lost_is_sent_again_and_applied_once(make_relay)
 def test_parallel_transfers_and_the_bandwidth_cap(make_relay, big_clips: list[Path]) -> None:
     """Queued offline, three files drain with at most two at once, at no more than the cap."""
     from chairside.db.models import Upload
-
     cap_bps = 8e6
     setup: RelaySetup = make_relay(env={"CHAIRSIDE_RELAY_BANDWIDTH": "8M", "CHAIRSIDE_RELAY_UPLOAD_PARALLEL": "2"})
     cloud = setup.cloud

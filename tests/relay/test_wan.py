@@ -21,7 +21,6 @@ from tests.relay.conftest import CHUNK, RelaySetup, UpCloud, on_both_clouds, sha
 
 def _relay_db(setup: RelaySetup):  # type: ignore[no-untyped-def]
     from chairside.app import build_context
-
     return build_context(Settings.load(environ={}, data_dir=setup.relay.data_dir), role="relay", upgrade=False)
 
 
@@ -113,7 +112,6 @@ def test_a_silent_stall_ends_in_a_timeout_and_the_transfer_resumes(make_relay, b
     from sqlalchemy import func, select
 
     from chairside.db.models import Upload
-
     faults = Faults(rate_bps=8e6)
     setup: RelaySetup = make_relay(faults=faults)
     cloud = setup.cloud

@@ -11,13 +11,13 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from chairside import audit
-from chairside.accounts import create_account, enroll_station, parse_scope, revoke_station
-from chairside.api.context import Context, get_context
 from chairside.api.principal import Principal, allow
+from chairside.auth import audit
+from chairside.auth.accounts import create_account, enroll_station, parse_scope, revoke_station
+from chairside.context import Context, get_context
 from chairside.db.models import Account, Station
 from chairside.errors import Problem
-from chairside.sync import changes
+from chairside.feed import changes
 
 ScopedT = TypeVar("ScopedT", Account, Station)
 

@@ -15,14 +15,14 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from chairside import audit
-from chairside.api.context import Context, get_context
 from chairside.api.media import not_found as media_not_found
 from chairside.api.patients import READERS
 from chairside.api.principal import Principal, allow
-from chairside.db import visibility
+from chairside.auth import audit
+from chairside.context import Context, get_context
 from chairside.db.models import Annotation, Media, utcnow
 from chairside.errors import Problem
+from chairside.tenancy import visibility
 
 router = APIRouter(prefix="/api/v1", tags=["annotations"])
 DRAWERS = ("admin", "viewer", "station")

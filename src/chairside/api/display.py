@@ -15,17 +15,17 @@ from fastapi import APIRouter, Depends, Header, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from chairside import audit
-from chairside.api.context import Context, get_context
 from chairside.api.media import not_found
 from chairside.api.patients import READERS
 from chairside.api.principal import Principal, allow
-from chairside.api.ranges import BlobResponse
+from chairside.auth import audit
 from chairside.blobs import BlobStore
-from chairside.db import visibility
+from chairside.context import Context, get_context
 from chairside.db.models import Media, MediaDerivative
 from chairside.errors import Problem
-from chairside.media import MediaError, make_display_jpeg
+from chairside.media.ranges import BlobResponse
+from chairside.mediafile import MediaError, make_display_jpeg
+from chairside.tenancy import visibility
 
 router = APIRouter(prefix="/api/v1", tags=["media"])
 DISPLAY = "display"

@@ -33,16 +33,16 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from chairside import audit
-from chairside.api.context import Context, get_context
 from chairside.api.media import not_found as media_not_found
 from chairside.api.patients import READERS
 from chairside.api.patients import not_found as patient_not_found
 from chairside.api.principal import Principal, allow
+from chairside.auth import audit
 from chairside.blobs import BlobStore
-from chairside.db import visibility
+from chairside.context import Context, get_context
 from chairside.db.models import Media, Patient, utcnow
 from chairside.errors import Problem
+from chairside.tenancy import visibility
 
 router = APIRouter(prefix="/api/v1", tags=["exports"])
 CLINIC_TZ = ZoneInfo("Asia/Tokyo")

@@ -18,9 +18,9 @@ import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from chairside.api.context import Context, get_context
 from chairside.api.principal import Principal, allow
-from chairside.sync import changes
+from chairside.context import Context, get_context
+from chairside.feed import changes
 
 router = APIRouter(prefix="/api/v1", tags=["feed"])
 POLL_EVERY_S = 0.25

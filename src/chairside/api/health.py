@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from chairside import __version__
-from chairside.api.context import Context, get_context
 from chairside.api.principal import allow
 from chairside.api.schemas import Health
+from chairside.context import Context, get_context
 
 router = APIRouter(prefix="/api/v1", tags=["health"])
 

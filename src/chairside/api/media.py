@@ -12,19 +12,20 @@ import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy import or_, select
 
-from chairside import audit
-from chairside.api import readcache
-from chairside.api.context import Context, get_context
+from chairside import readcache
 from chairside.api.patients import READERS, WRITERS
 from chairside.api.patients import not_found as patient_not_found
 from chairside.api.principal import Principal, allow
-from chairside.api.ranges import BlobResponse
 from chairside.api.schemas import MediaList, MediaOut
-from chairside.db import visibility
+from chairside.auth import audit
+from chairside.context import Context, get_context
 from chairside.db.models import Media, utcnow
 from chairside.errors import Problem
-from chairside.sync import changes, outbox
-from chairside.trash import purge_media
+from chairside.feed import changes
+from chairside.media.ranges import BlobResponse
+from chairside.media.trash import purge_media
+from chairside.relay import outbox
+from chairside.tenancy import visibility
 
 router = APIRouter(prefix="/api/v1", tags=["media"])
 
@@ -142,8 +143,7 @@ async def get_content(
     item = await _item_async(ctx, principal, media_id)
     await _audit_read(ctx, principal, "media.content", item)
     if ctx.role == "relay":  # from the relay's cache, or streamed from the cloud while it is cached
-        from chairside.sync import cache
-
+        from chairside.relay import cache
         return await cache.serve(ctx, item, request, range, if_range, if_none_match, request.method == "HEAD")
     return BlobResponse(
         ctx.blobs, item.sha256, item.size, item.mime,
@@ -165,8 +165,7 @@ async def get_thumbnail(
         raise Problem(404, "This item has no preview yet.", code="no-thumbnail")
     await _audit_read(ctx, principal, "media.thumbnail", item)
     if ctx.role == "relay":  # from the relay, or fetched from the cloud now
-        from chairside.sync import cache
-
+        from chairside.relay import cache
         return await cache.serve_thumbnail(ctx, item, if_none_match)
     info = await anyio.to_thread.run_sync(ctx.blobs.stat, item.thumb_sha256)
     if info is None:

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from chairside import quota
-from chairside.api.context import Context, get_context
 from chairside.api.principal import Principal, allow
+from chairside.context import Context, get_context
 from chairside.db.models import Contract, Job, Notice
+from chairside.quota import usage
 
 router = APIRouter(prefix="/api/v1", tags=["notices"])
 READERS = ("operator", "admin", "viewer", "station", "relay")
@@ -59,14 +59,14 @@ def list_notices(
             select(Notice).where(Notice.contract_id == principal.contract_id)
             .order_by(Notice.created_at.desc(), Notice.threshold_percent.desc()).limit(limit)
         ).all()
-        keys = [f"{quota.NOTICE_MAIL}:{n.id}" for n in rows]
+        keys = [f"{usage.NOTICE_MAIL}:{n.id}" for n in rows]
         mail = {j.key: j for j in s.scalars(select(Job).where(Job.key.in_(keys)))} if keys else {}
         items = []
         for n in rows:
-            title, message = quota.notice_text(n, name)
+            title, message = usage.notice_text(n, name)
             items.append(NoticeOut(
                 id=n.id, kind="quota", threshold_percent=n.threshold_percent, crossing=n.crossing,
-                used_hours=float(quota.used_hours(n.used_ms)), plan_hours=n.plan_hours, created_at=n.created_at,
-                title=title, message=message, email=_email_status(mail.get(f"{quota.NOTICE_MAIL}:{n.id}")),
+                used_hours=float(usage.used_hours(n.used_ms)), plan_hours=n.plan_hours, created_at=n.created_at,
+                title=title, message=message, email=_email_status(mail.get(f"{usage.NOTICE_MAIL}:{n.id}")),
             ))
     return NoticeList(items=items)

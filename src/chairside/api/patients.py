@@ -3,7 +3,7 @@
 Every write stamps the fields it sets with the hybrid logical clock (`Patient.field_clocks`), so
 that edits made at the cloud and at relays merge field by field, last writer winning
 (api/relay_ops.py); every write appends its changes-feed event; at a relay it also records the
-outbox operation that carries it to the cloud (sync/outbox.py), all in the write's transaction.
+outbox operation that carries it to the cloud (relay/outbox.py), all in the write's transaction.
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chairside import audit
-from chairside.api.context import Context, get_context
 from chairside.api.principal import Principal, allow
 from chairside.api.schemas import PatientIn, PatientList, PatientOut, PatientPatch
-from chairside.db import search as patient_search
-from chairside.db import visibility
+from chairside.auth import audit
+from chairside.clock import clock_for
+from chairside.context import Context, get_context
 from chairside.db.models import Patient, PatientSearchTerm, utcnow
 from chairside.domain.kana import search_key
 from chairside.errors import Problem
-from chairside.sync import changes as feed
-from chairside.sync import outbox
-from chairside.sync.clock import clock_for
+from chairside.feed import changes as feed
+from chairside.patients import search as patient_search
+from chairside.relay import outbox
+from chairside.tenancy import visibility
 
 router = APIRouter(prefix="/api/v1/patients", tags=["patients"])
 READERS = ("operator", "admin", "viewer", "station", "relay")
@@ -57,7 +57,7 @@ def stamp(ctx: Context, s: Session, patient: Patient, fields: list[str] | tuple[
 
 
 def create_body(patient: Patient) -> dict[str, Any]:
-    """The outbox body of a patient.create (sync/outbox.py)."""
+    """The outbox body of a patient.create (relay/outbox.py)."""
     return {"id": str(patient.id), "clinic_id": str(patient.clinic_id), "created_at": patient.created_at.isoformat(),
             **{f: field_json(getattr(patient, f)) for f in FIELDS}, "field_clocks": dict(patient.field_clocks or {})}
 
@@ -68,7 +68,7 @@ def not_found() -> Problem:
 
 
 def index_patient(s: Session, patient: Patient) -> None:
-    """(Re)write the patient's search rows: every prefix of its terms, with its kana sort key (db/search.py)."""
+    """(Re)write the patient's search rows: every prefix of its terms, with its kana sort key (patients/search.py)."""
     s.execute(delete(PatientSearchTerm).where(PatientSearchTerm.patient_id == patient.id))
     s.execute(insert(PatientSearchTerm), patient_search.index_rows(
         patient.id, patient.contract_id, patient.chart_no, patient.name, patient.name_kana))
@@ -115,7 +115,7 @@ def search_patients(
     limit = min(limit, ctx.settings.search_limit * 4)
     with ctx.db.read() as s:
         key = search_key(q or "")
-        if key:  # the first patients by kana (folded) then id: one index walk, see db/search.py
+        if key:  # the first patients by kana (folded) then id: one index walk, see patients/search.py
             rows = patient_search.find_patients(s, principal, key, limit)
         else:
             # Newest first, ties by id (same direction): a backward walk of (contract_id, updated_at, id).

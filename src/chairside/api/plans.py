@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from chairside import plan_changes
-from chairside.api.context import Context, get_context
 from chairside.api.principal import Principal, allow
+from chairside.context import Context, get_context
 from chairside.db.models import PlanRequest
+from chairside.quota import plan_changes
 
 router = APIRouter(prefix="/api/v1", tags=["plans"])
 

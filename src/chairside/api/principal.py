@@ -23,8 +23,8 @@ import anyio
 from fastapi import Depends, Request
 from sqlalchemy import select, update
 
-from chairside.api import readcache
-from chairside.api.context import Context, get_context
+from chairside import readcache
+from chairside.context import Context, get_context
 from chairside.db.models import Account, DeviceSession, Relay, Station, utcnow
 from chairside.errors import Problem
 
@@ -91,7 +91,7 @@ STATION_PREFIX = "cs_st"
 
 
 def cached(request: Request, ctx: Context) -> Principal | None:
-    """A capture station known from the read cache (api/readcache.py), with no I/O; None on a miss."""
+    """A capture station known from the read cache (readcache.py), with no I/O; None on a miss."""
     token, _ = credentials(request)
     if token is None or not token.startswith(STATION_PREFIX + "_"):
         return None
@@ -141,8 +141,7 @@ def _relay(ctx: Context, token: str, address: str) -> Principal:
 
 
 def _session(ctx: Context, token: str, address: str) -> Principal:
-    from chairside.accounts import ended_message
-
+    from chairside.auth.accounts import ended_message
     now = utcnow()
     with ctx.db.session() as s:
         row = s.execute(
@@ -173,8 +172,7 @@ def _session(ctx: Context, token: str, address: str) -> Principal:
 
 
 def authenticate(request: Request, ctx: Context) -> Principal:
-    from chairside.accounts import SESSION_PREFIX, csrf_for
-
+    from chairside.auth.accounts import SESSION_PREFIX, csrf_for
     token, from_cookie = credentials(request)
     if token is None:
         raise _SIGN_IN

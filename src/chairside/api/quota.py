@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from chairside import quota
-from chairside.api.context import Context, get_context
 from chairside.api.principal import Principal, allow
+from chairside.context import Context, get_context
+from chairside.quota import usage
 
 router = APIRouter(prefix="/api/v1", tags=["quota"])
 READERS = ("operator", "admin", "viewer", "station", "relay")
@@ -42,5 +42,5 @@ def get_quota(
     ctx: Annotated[Context, Depends(get_context)],
 ) -> QuotaOut:
     with ctx.db.read() as s:
-        q = quota.quota_of(s, principal.contract_id, window_days=ctx.settings.quota_forecast_days)
+        q = usage.quota_of(s, principal.contract_id, window_days=ctx.settings.quota_forecast_days)
     return QuotaOut(**q.as_json(), note=NOTE)

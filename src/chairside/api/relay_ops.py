@@ -1,6 +1,6 @@
 """Writes made at a relay, applied by the cloud once: `POST /api/v1/relay/ops`.
 
-A relay records each write its clinic makes (sync/outbox.py) and sends it here with the
+A relay records each write its clinic makes (relay/outbox.py) and sends it here with the
 `op_id` it made. The op is applied, its `applied_ops` row inserted, its feed event and audit
 entry added, all in one transaction: a retry (the answer was lost on the WAN) finds the row
 and answers "duplicate" with the stored result, changing nothing.
@@ -23,19 +23,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chairside import audit
-from chairside.api.context import Context, get_context
 from chairside.api.media import not_found as media_not_found
 from chairside.api.patients import FIELDS, field_json, index_patient
 from chairside.api.patients import not_found as patient_not_found
 from chairside.api.principal import Principal, allow
 from chairside.api.schemas import PatientPatch
-from chairside.db import visibility
+from chairside.auth import audit
+from chairside.clock import clock_for
+from chairside.context import Context, get_context
 from chairside.db.models import AppliedOp, Patient, utcnow
 from chairside.domain.hlc import is_valid, newer
 from chairside.errors import Problem
-from chairside.sync import changes
-from chairside.sync.clock import clock_for
+from chairside.feed import changes
+from chairside.tenancy import visibility
 
 router = APIRouter(prefix="/api/v1/relay", tags=["relay"])
 OP_KINDS = ("patient.create", "patient.update", "media.trash", "media.restore")

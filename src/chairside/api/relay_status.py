@@ -7,8 +7,8 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends
 
-from chairside.api.context import Context, get_context
 from chairside.api.principal import Principal, allow
+from chairside.context import Context, get_context
 from chairside.errors import Problem
 
 router = APIRouter(prefix="/api/v1/relay", tags=["relay"])
@@ -31,6 +31,5 @@ async def relay_status(
     if ctx.role != "relay":
         raise Problem(404, "This server is the cloud, not a relay. Ask the clinic's relay for its status.",
                       code="not-a-relay")
-    from chairside.sync.relay import status
-
+    from chairside.relay.runner import status
     return await anyio.to_thread.run_sync(status, ctx)

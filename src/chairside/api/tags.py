@@ -10,14 +10,14 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import delete, select
 
-from chairside import audit
-from chairside.api.context import Context, get_context
 from chairside.api.media import not_found as media_not_found
 from chairside.api.patients import READERS, WRITERS
 from chairside.api.patients import not_found as patient_not_found
 from chairside.api.principal import Principal, allow
-from chairside.db import visibility
+from chairside.auth import audit
+from chairside.context import Context, get_context
 from chairside.db.models import Media, MediaTag, utcnow
+from chairside.tenancy import visibility
 
 router = APIRouter(prefix="/api/v1", tags=["tags"])
 MAX_TAGS = 20

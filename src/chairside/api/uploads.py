@@ -25,15 +25,16 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
-from chairside import audit, quota
-from chairside.api.context import Context, get_context
 from chairside.api.principal import Principal, allow
-from chairside.db import visibility
+from chairside.auth import audit
+from chairside.blobs.parts import PartStore, write_all
+from chairside.context import Context, get_context
 from chairside.db.models import Media, Station, Upload, utcnow
 from chairside.errors import Problem
-from chairside.ingest import IngestRequest, ingest
-from chairside.tus import protocol as tus
-from chairside.tus.store import PartStore, write_all
+from chairside.media.ingest import IngestRequest, ingest
+from chairside.quota import usage
+from chairside.tenancy import visibility
+from chairside.uploads import tus as tus
 
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 
@@ -180,14 +181,13 @@ async def create(
                 station_id = principal.station_id
                 # A new video at or over the video limit is refused now; photos always pass.
                 try:
-                    over_limit = quota.check_new_upload(s, principal.contract_id, meta, replay=same_id is not None,
+                    over_limit = usage.check_new_upload(s, principal.contract_id, meta, replay=same_id is not None,
                                                         headers=tus.base_headers())
                 except Problem as refused:
                     if not _relay_offline(ctx) or refused.code != "video-quota-full":
                         raise
                     # A relay cut off from the cloud cannot know the contract's hours now: never lose a recording.
-                    from chairside.sync.relay import count_accepted_over_quota
-
+                    from chairside.relay.runner import count_accepted_over_quota
                     count_accepted_over_quota(s)
                     over_limit = False
             upload = Upload(
@@ -478,11 +478,10 @@ def _recover_part(ctx: Context, upload: Upload) -> None:
 
 
 def _relay_offline(ctx: Context) -> bool:
-    """At a relay: whether the cloud has not answered lately (sync/upstream.py)."""
+    """At a relay: whether the cloud has not answered lately (relay/upstream.py)."""
     if ctx.role != "relay":
         return False
-    from chairside.sync.upstream import Upstream
-
+    from chairside.relay.upstream import Upstream
     up = ctx.extras.get("upstream")
     return not (isinstance(up, Upstream) and up.online)
 
@@ -515,7 +514,6 @@ def _station_clinic(ctx: Context, upload: Upload) -> uuid.UUID | None:
     if upload.station_id is None:
         return None
     from chairside.db.models import Station
-
     with ctx.db.session() as s:
         return s.scalar(select(Station.clinic_id).where(Station.id == upload.station_id))
 

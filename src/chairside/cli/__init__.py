@@ -15,6 +15,5 @@ app.command("demo")(demo.demo)
 
 def main() -> None:
     from chairside._memory import limit_malloc_arenas
-
     limit_malloc_arenas()  # before any thread starts: see _memory.py
     app()

@@ -10,19 +10,19 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 
-from chairside.accounts import create_account, new_enroll_code, revoke_station
-from chairside.api.context import Context
 from chairside.api.principal import new_token, token_hash
 from chairside.api.uploads import sweep_expired
 from chairside.app import build_context
+from chairside.auth.accounts import create_account, new_enroll_code, revoke_station
 from chairside.cli import billing
 from chairside.cli.common import DatabaseUrl, DataDir, emit, fail, load_settings, parse_uuid
+from chairside.context import Context
 from chairside.db.models import Clinic, Contract, Relay, Station, utcnow
 from chairside.domain.plans import PlanError, onboarding_plan_hours, validate_plan_hours
 from chairside.errors import Problem
-from chairside.plan_changes import record_first_plan
-from chairside.sync import changes
-from chairside.trash import purge_older_than
+from chairside.feed import changes
+from chairside.media.trash import purge_older_than
+from chairside.quota.plan_changes import record_first_plan
 
 app = typer.Typer(no_args_is_help=True, help="Operator commands: contracts, clinics, stations, housekeeping.")
 contract_app = typer.Typer(no_args_is_help=True, help="Contracts (one clinic, or a corporation's branches).")

@@ -37,10 +37,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chairside import notify, plan_changes, quota
-from chairside.api.context import Context
-from chairside.billing_data import contract_billing, invoices_for_month, invoices_in
+from chairside.billing.invoices import contract_billing, invoices_for_month, invoices_in
 from chairside.cli.common import emit, fail, parse_uuid
+from chairside.context import Context
 from chairside.db.models import Contract, IssuedInvoice, PlanRequest, utcnow
 from chairside.domain.billing import (
     Invoice,
@@ -53,6 +52,7 @@ from chairside.domain.billing import (
     parse_month,
 )
 from chairside.errors import Problem
+from chairside.quota import notify, plan_changes, usage
 
 _get_ctx: Callable[[], Context] | None = None
 
@@ -80,7 +80,7 @@ _YEN = re.compile(r"\d{1,3}(,\d{3})+|\d+", re.ASCII)
 
 def _today() -> date:
     """Today in Japan: billing's calendar (domain.billing takes Japanese calendar days)."""
-    return quota.japan_day(utcnow())
+    return usage.japan_day(utcnow())
 
 
 def _day(text: str, what: str) -> date:
@@ -153,7 +153,7 @@ def onboard_plan(contract: Annotated[str, _contract_opt()]) -> None:
     except Problem as e:
         _fail(e.detail)
     with ctx.db.read() as s:
-        q = quota.quota_of(s, contract_id)
+        q = usage.quota_of(s, contract_id)
     emit({"contract_id": str(contract_id), "previous_plan_hours": previous, "plan_hours": new,
           "used_hours": float(q.used_hours)})
 
@@ -203,7 +203,7 @@ def cancel(
                   "last_billed_month": None, "withdrawn_notice_on": previous,
                   "note": "notice withdrawn: the contract goes on" if previous else "no notice was recorded"})
             return
-        start = quota.japan_day(row.created_at)
+        start = usage.japan_day(row.created_at)
         if day < start:
             _fail(f"a notice on {day} is before the service started on {start}: check the date.")
         if day > today:
@@ -289,7 +289,7 @@ def quota_show(contract: Annotated[str, _contract_opt()]) -> None:
     ctx = _ctx()
     with ctx.db.read() as s:
         try:
-            q = quota.quota_of(s, _uuid(contract, "contract"), window_days=ctx.settings.quota_forecast_days)
+            q = usage.quota_of(s, _uuid(contract, "contract"), window_days=ctx.settings.quota_forecast_days)
         except LookupError as e:
             _fail(str(e))
     emit(q.as_json())
@@ -300,7 +300,7 @@ def quota_verify(
     fix: Annotated[bool, typer.Option("--fix", help="Set each drifted counter to its recount.")] = False,
 ) -> None:
     """Recount every contract's stored video from its rows and report any drift (exit 1 when found, unfixed)."""
-    checked, drifts = quota.verify(_ctx().db, fix=fix)
+    checked, drifts = usage.verify(_ctx().db, fix=fix)
     emit({
         "checked": checked,
         "fixed": fix,

@@ -45,7 +45,6 @@ def serve(
 def worker_app() -> FastAPI:
     """The app of one worker process of `serve --workers N` (the database is already migrated)."""
     from chairside._memory import limit_malloc_arenas
-
     limit_malloc_arenas()
     return create_app(build_context(Settings.load(), role="cloud", upgrade=False))
 

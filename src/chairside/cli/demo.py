@@ -16,16 +16,16 @@ from rich.console import Console
 from rich.progress import Progress
 from sqlalchemy import select
 
-from chairside.accounts import create_account
-from chairside.api.context import Context
 from chairside.api.patients import index_patient
 from chairside.app import build_context, create_app
+from chairside.auth.accounts import create_account
 from chairside.cli.admin import create_station
 from chairside.cli.cloud import run
 from chairside.cli.common import DatabaseUrl, DataDir, load_settings
+from chairside.context import Context
 from chairside.db.models import Account, Clinic, Contract, Patient
-from chairside.ingest import IngestRequest, file_sha256, ingest
-from chairside.sync import changes
+from chairside.feed import changes
+from chairside.media.ingest import IngestRequest, file_sha256, ingest
 
 # (name, kana, sex): about twenty patients, as a clinic's reception would type them.
 PATIENTS = [
@@ -106,8 +106,7 @@ def _seed_media(
     ctx: Context, console: Console, contract_id: uuid.UUID,
     patients: list[tuple[uuid.UUID, uuid.UUID]], rng: random.Random,
 ) -> None:
-    from chairside.media import generate  # here: every `chairside` command loads this module
-
+    from chairside.mediafile import generate  # here: every `chairside` command loads this module
     now = datetime.now(UTC).replace(microsecond=0)
     plan = []  # (kind, patient index, days ago)
     for i in range(6):

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from chairside.cli.common import DatabaseUrl, DataDir, emit, fail
+from chairside.relay.bandwidth import BandwidthError, describe, parse_schedule
 from chairside.settings import Settings
-from chairside.sync.bandwidth import BandwidthError, describe, parse_schedule
 
 app = typer.Typer(no_args_is_help=True, help="The clinic's relay: serves its stations, carries their writes to the "
                   "cloud.")
@@ -55,8 +55,7 @@ def serve(
     """Run the relay (migrates its database first). Stations point at http://<relay>:PORT."""
     from chairside.app import build_context, create_app
     from chairside.cli.cloud import run
-    from chairside.sync.upstream import Upstream as UpstreamLink
-
+    from chairside.relay.upstream import Upstream as UpstreamLink
     settings = relay_settings(data, database_url, upstream, token)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     assert settings.upstream_url is not None and settings.relay_token is not None
@@ -98,8 +97,7 @@ def status(
         result: dict[str, Any] = response.json()
     elif data is not None:
         from chairside.app import build_context
-        from chairside.sync.relay import status as relay_status
-
+        from chairside.relay.runner import status as relay_status
         settings = Settings.load(data_dir=data, database_url=database_url)
         if not database_url and not (settings.data_dir / "chairside.db").exists():
             fail(f"no relay data in {settings.data_dir} (is this the folder given to `relay serve --data`?)")

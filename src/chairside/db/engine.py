@@ -54,7 +54,7 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.engine.execution_options(read_only=True), expire_on_commit=False)
         # Write transactions committed through this object: in-process read caches compare it to
-        # drop what any write here may have changed (api/readcache.py).
+        # drop what any write here may have changed (readcache.py).
         self.writes = 0
         self._disposed = False
 

@@ -71,11 +71,11 @@ class Contract(Base):
     plan_hours: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Milliseconds of video stored, trash included: changed only by an atomic UPDATE in the same
-    # transaction that inserts or purges a video row (chairside.quota). Never recomputed on a request.
+    # transaction that inserts or purges a video row (chairside.quota.usage). Never recomputed on a request.
     stored_video_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Where quota notices are e-mailed; None or [] sends none (they are still listed by the API).
     contact_emails: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
-    # The last sequence number of this contract's changes feed (chairside.sync.changes): taken by an
+    # The last sequence number of this contract's changes feed (chairside.feed.changes): taken by an
     # atomic UPDATE in the transaction that writes the event, so events are ordered and gapless.
     feed_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # The day the contract's cancellation notice was received (None: not cancelled); billing applies
@@ -201,7 +201,7 @@ class Upload(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
     completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # The contract was at or over its video limit when this upload was created: if the bytes turn out
-    # to be a video, it is refused at completion unless room was made meanwhile (chairside.quota).
+    # to be a video, it is refused at completion unless room was made meanwhile (chairside.quota.usage).
     created_over_limit: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 

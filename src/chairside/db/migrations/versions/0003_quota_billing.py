@@ -125,7 +125,7 @@ def upgrade() -> None:
 def _backfill() -> None:
     """Existing contracts: count the videos already stored (trash included), and record the
     current plan as the first of the history, from the day the contract was created.
-    Milliseconds are rounded half up, as chairside.quota.video_ms does."""
+    Milliseconds are rounded half up, as chairside.quota.usage.video_ms does."""
     op.execute(
         "UPDATE contracts SET stored_video_ms = (SELECT COALESCE(SUM(CAST(ROUND(CAST(media.duration_s * 1000 "
         "AS NUMERIC)) AS BIGINT)), 0) FROM media WHERE media.contract_id = contracts.id AND media.kind = 'video' "

@@ -1,4 +1,4 @@
-"""Patient search in result order: every prefix a row, with the kana sort key (db/search.py)
+"""Patient search in result order: every prefix a row, with the kana sort key (patients/search.py)
 
 The table is rebuilt: its rows were whole terms searched by range and sorted afterwards;
 they become every prefix of those terms, each carrying the patient's sort key, under one
@@ -18,8 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from chairside.db.search import index_rows
 from chairside.domain.kana import search_terms
+from chairside.patients.search import index_rows
 
 revision = '0006'
 down_revision = '0005'

@@ -1,0 +1,253 @@
+"""Viewer accounts, device sessions (one device at a time), sign-in throttling, station enrollment.
+
+Pure database logic, called by the API routes and the admin CLI. Passwords are argon2id
+hashes; session, station and enrollment secrets are random and stored only as SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from chairside.context import Context
+from chairside.db.models import (
+    Account,
+    Clinic,
+    DeviceSession,
+    EnrollmentCode,
+    SignInThrottle,
+    Station,
+    utcnow,
+)
+from chairside.domain.kana import fold
+from chairside.errors import Problem
+from chairside.feed import changes
+
+_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile defaults
+_DUMMY_HASH = _hasher.hash("chairside-timing-equaliser")
+SESSION_PREFIX, STATION_PREFIX = "cs_se", "cs_st"
+
+
+def sha256_hex(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def csrf_for(session_token: str) -> str:
+    """The value a cookie-authenticated request must echo in X-CSRF-Token (derived, never stored)."""
+    return hashlib.sha256(b"csrf:" + session_token.encode()).hexdigest()[:32]
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def check_password(stored_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def validate_password(password: str) -> None:
+    if len(password) < 10:
+        raise Problem(422, "The password must have at least 10 characters.", code="weak-password")
+
+
+def parse_scope(s: Session, contract_id: uuid.UUID, clinic_ids: list[uuid.UUID] | None) -> list[str] | None:
+    """Check that every clinic named belongs to the contract (422 otherwise); None means all."""
+    if clinic_ids is None:
+        return None
+    wanted = set(clinic_ids)
+    found = set(s.scalars(select(Clinic.id).where(Clinic.contract_id == contract_id, Clinic.id.in_(wanted))))
+    if found != wanted or not wanted:
+        raise Problem(422, "Choose one or more of this contract's clinics (or all clinics).", code="bad-scope")
+    return sorted(str(c) for c in wanted)
+
+
+def create_account(
+    ctx: Context, contract_id: uuid.UUID, login: str, password: str, *,
+    is_admin: bool = False, clinic_ids: list[uuid.UUID] | None = None,
+) -> Account:
+    login = login.strip()
+    if not login or len(login) > 100 or any(c.isspace() for c in login):
+        raise Problem(422, "A login is one word of up to 100 characters, without spaces.", code="bad-login")
+    validate_password(password)
+    with ctx.db.session() as s:
+        if s.scalar(select(Account.id).where(Account.login == login)) is not None:
+            raise Problem(409, f"The login '{login}' is taken. Choose another.", code="login-taken")
+        account = Account(contract_id=contract_id, login=login, password_hash=hash_password(password),
+                          is_admin=is_admin, clinic_scope=parse_scope(s, contract_id, clinic_ids))
+        s.add(account)
+    return account
+
+
+# -- throttling ---------------------------------------------------------------------------------
+
+def _wait_text(seconds: int) -> str:
+    return f"{math.ceil(seconds / 60)} minutes" if seconds >= 90 else f"{seconds} seconds"
+
+
+def _check_throttle(s: Session, keys: list[str], now: datetime) -> None:
+    rows = s.scalars(select(SignInThrottle).where(SignInThrottle.key.in_(keys))).all()
+    waits = [int((r.blocked_until - now).total_seconds()) + 1
+             for r in rows if r.blocked_until and r.blocked_until > now]
+    if waits:
+        wait = max(waits)
+        raise Problem(429, f"Too many wrong passwords. Wait {_wait_text(wait)} and try again.",
+                      code="signin-throttled", headers={"Retry-After": str(wait)}, retry_after_s=wait)
+
+
+def _record_failure(ctx: Context, keys: dict[str, int], now: datetime) -> None:
+    """Count a failure for each key; past its free allowance a key must wait 30 s, doubling, up to the cap."""
+    cap = ctx.settings.signin_max_wait_s
+    with ctx.db.session() as s:
+        for key, free in keys.items():
+            row = s.get(SignInThrottle, key)
+            if row is None or row.first_failure_at < now - timedelta(hours=1):
+                if row is not None:
+                    s.delete(row)
+                    s.flush()
+                row = SignInThrottle(key=key, failures=0, first_failure_at=now)
+                s.add(row)
+            row.failures += 1
+            excess = row.failures - free
+            if excess > 0:
+                row.blocked_until = now + timedelta(seconds=min(cap, 30 * 2 ** min(excess - 1, 20)))
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SignedIn:
+    token: str
+    session: DeviceSession
+    account: Account
+    took_over: DeviceSession | None
+
+
+def _active(s: Session, ctx: Context, account_id: uuid.UUID, now: datetime) -> DeviceSession | None:
+    idle_since = now - timedelta(seconds=ctx.settings.session_idle_s)
+    return s.scalar(
+        select(DeviceSession).where(
+            DeviceSession.account_id == account_id, DeviceSession.ended_at.is_(None),
+            DeviceSession.expires_at > now, DeviceSession.last_seen_at > idle_since,
+        ).order_by(DeviceSession.created_at.desc()).limit(1)
+    )
+
+
+def sign_in(
+    ctx: Context, login: str, password: str, device_name: str, *, takeover: bool, address: str, user_agent: str,
+) -> SignedIn:
+    now = utcnow()
+    login_key = "login:" + fold(login)[:150]
+    addr_key = "addr:" + address
+    with ctx.db.session() as s:
+        _check_throttle(s, [login_key, addr_key], now)
+        account = s.scalar(select(Account).where(Account.login == login.strip()))
+    ok = check_password(account.password_hash if account else None, password)
+    if not ok or account is None or account.disabled_at is not None:
+        _record_failure(ctx, {login_key: ctx.settings.signin_free_failures,
+                              addr_key: ctx.settings.signin_free_failures_per_address}, now)
+        raise Problem(401, "The login or the password is wrong. Check both and try again.", code="bad-credentials")
+    token = f"{SESSION_PREFIX}_{secrets.token_urlsafe(32)}"
+    with ctx.db.session() as s:
+        # Lock the account row: of two devices signing in at once, exactly one finds the other.
+        s.scalar(select(Account).where(Account.id == account.id).with_for_update())
+        current = _active(s, ctx, account.id, now)
+        if current is not None and not takeover:
+            raise Problem(
+                409,
+                f"This account is in use on another device ({current.device_name}) since "
+                f"{current.created_at.isoformat(timespec='minutes')}. Sign in with “take over” to use it here; "
+                "the other device will be signed out.",
+                code="account-in-use", device_name=current.device_name,
+                since=current.created_at.isoformat(), last_seen_at=current.last_seen_at.isoformat(),
+            )
+        idle_since = now - timedelta(seconds=ctx.settings.session_idle_s)
+        s.execute(update(DeviceSession).where(
+            DeviceSession.account_id == account.id, DeviceSession.ended_at.is_(None),
+            DeviceSession.last_seen_at <= idle_since,
+        ).values(ended_at=now, end_reason="idle"))
+        if current is not None:
+            current.ended_at, current.end_reason, current.ended_by_device = now, "takeover", device_name[:100]
+        session = DeviceSession(
+            account_id=account.id, contract_id=account.contract_id, token_hash=sha256_hex(token),
+            device_name=device_name[:100], address=address[:64], user_agent=user_agent[:300],
+            created_at=now, last_seen_at=now, expires_at=now + timedelta(seconds=ctx.settings.session_max_age_s),
+        )
+        s.add(session)
+        s.execute(delete(SignInThrottle).where(SignInThrottle.key == login_key))
+    return SignedIn(token, session, account, current)
+
+
+def ended_message(session: DeviceSession) -> Problem:
+    if session.end_reason == "takeover":
+        return Problem(401, f"This account was signed in on another device ({session.ended_by_device}) at "
+                       f"{session.ended_at.isoformat(timespec='minutes') if session.ended_at else ''}, so this device "
+                       "was signed out. Sign in again to continue here.", code="signed-in-elsewhere",
+                       headers={"WWW-Authenticate": "Bearer"}, device_name=session.ended_by_device)
+    if session.end_reason == "idle":
+        return Problem(401, "You were signed out after a period without activity. Sign in again.",
+                       code="session-idle", headers={"WWW-Authenticate": "Bearer"})
+    return Problem(401, "You are signed out. Sign in again.", code="signed-out",
+                   headers={"WWW-Authenticate": "Bearer"})
+
+
+def sign_out(ctx: Context, session_id: uuid.UUID) -> None:
+    with ctx.db.session() as s:
+        s.execute(update(DeviceSession).where(DeviceSession.id == session_id, DeviceSession.ended_at.is_(None))
+                  .values(ended_at=utcnow(), end_reason="signout"))
+
+
+# -- stations -----------------------------------------------------------------------------------
+
+def new_enroll_code(ctx: Context, clinic_id: uuid.UUID) -> tuple[str, datetime]:
+    """A one-time code (shown once) that a new station exchanges for its token."""
+    code = "-".join(secrets.token_hex(2).upper() for _ in range(4))  # e.g. 3F2A-09BC-77E1-D004
+    expires = utcnow() + timedelta(seconds=ctx.settings.enroll_code_ttl_s)
+    with ctx.db.session() as s:
+        clinic = s.get(Clinic, clinic_id)
+        if clinic is None:
+            raise LookupError(f"no clinic {clinic_id}")
+        s.add(EnrollmentCode(contract_id=clinic.contract_id, clinic_id=clinic.id,
+                             code_hash=sha256_hex(code.replace("-", "").upper()), expires_at=expires))
+    return code, expires
+
+
+def enroll_station(ctx: Context, code: str, name: str) -> tuple[Station, str]:
+    normalized = code.replace("-", "").replace(" ", "").upper()
+    now = utcnow()
+    token = f"{STATION_PREFIX}_{secrets.token_urlsafe(32)}"
+    with ctx.db.session() as s:
+        row = s.scalar(select(EnrollmentCode).where(EnrollmentCode.code_hash == sha256_hex(normalized))
+                       .with_for_update())
+        if row is None or row.used_at is not None or row.expires_at <= now:
+            raise Problem(422, "This enrollment code is wrong, expired or already used. Ask the administrator "
+                          "for a new one (codes are valid for a short time and only once).", code="bad-enroll-code")
+        station = Station(contract_id=row.contract_id, clinic_id=row.clinic_id, name=name[:200],
+                          token_hash=sha256_hex(token))
+        s.add(station)
+        s.flush()
+        row.used_at, row.station_id = now, station.id
+        changes.station_changed(s, station)  # the clinic's relay learns the new station (and its token hash)
+    return station, token
+
+
+def revoke_station(ctx: Context, station_id: uuid.UUID, contract_id: uuid.UUID | None = None) -> Station:
+    with ctx.db.session() as s:
+        station = s.get(Station, station_id)
+        if station is None or (contract_id is not None and station.contract_id != contract_id):
+            raise LookupError(f"no station {station_id}")
+        if station.revoked_at is None:
+            station.revoked_at = utcnow()
+            changes.station_changed(s, station)  # relays stop accepting its token too
+        return station
