@@ -77,11 +77,11 @@ class Seeded:
 
 def seed(data_dir: Path, database_url: str | None = None) -> Seeded:
     """A contract, a clinic, a station (with its token) and one patient, through the Python API."""
-    from chairside.api.patients import index_patient
-    from chairside.app import build_context
-    from chairside.cli.admin import create_station
+    from chairside.context import build_context
     from chairside.db.models import Clinic, Contract, Patient
+    from chairside.patients.search import index_patient
     from chairside.settings import Settings
+    from chairside.tenancy.service import create_station
     settings = Settings.load(environ={}, data_dir=data_dir, database_url=database_url)
     ctx = build_context(settings)
     try:

@@ -36,13 +36,13 @@ TARGET_RSS = 200 * MiB
 
 def seed_cloud(data_dir: Path, patients: int, media: int) -> tuple[str, str, int]:
     """Answers the station token, the relay token and the feed's head."""
-    from chairside.app import build_context
-    from chairside.cli.admin import create_relay
+    from chairside.context import build_context
     from chairside.db.models import Clinic, Contract, Media, Patient, Station
     from chairside.feed import changes
     from chairside.mediafile.generate import make_jpeg
     from chairside.mediafile.thumbnails import make_thumbnail
     from chairside.settings import Settings
+    from chairside.tenancy.service import create_relay
     seeded = seed(data_dir)
     ctx = build_context(Settings.load(environ={}, data_dir=data_dir))
     try:

@@ -122,12 +122,12 @@ class World:
 
 def seed_cloud(data_dir: Path, patients: int) -> World:
     """Contract, clinics A and B, a station of each, a relay token for A, patients: rows and feed events."""
-    from chairside.api.patients import index_patient
-    from chairside.app import build_context
-    from chairside.cli.admin import create_relay, create_station
+    from chairside.context import build_context
     from chairside.db.models import Clinic, Contract, Patient
     from chairside.feed import changes
+    from chairside.patients.search import index_patient
     from chairside.settings import Settings
+    from chairside.tenancy.service import create_relay, create_station
     ctx = build_context(Settings.load(environ={}, data_dir=data_dir))
     try:
         with ctx.db.session() as s:  # in feed order: the contract, its clinics, then their stations

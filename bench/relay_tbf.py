@@ -96,7 +96,7 @@ def reference(wan: KernelWan, src: Path) -> dict[str, float]:
 def relay_run(wan: KernelWan, src: Path, chunk: int) -> dict[str, float]:
     """Station → relay (loopback), then relay → cloud through the line: seconds from the relay's
     acknowledgement until the cloud's database holds the item, and the upstream wire bytes."""
-    from chairside.app import build_context
+    from chairside.context import build_context
     from chairside.db.models import Media
     from chairside.settings import Settings
     with workdir("relay-tbf") as wd:

@@ -37,9 +37,9 @@ if str(ROOT) not in sys.path:
 
 
 def relay_token(seeded: Seeded) -> str:
-    from chairside.app import build_context
-    from chairside.cli.admin import create_relay
+    from chairside.context import build_context
     from chairside.settings import Settings
+    from chairside.tenancy.service import create_relay
     ctx = build_context(Settings.load(environ={}, data_dir=seeded.data_dir, database_url=seeded.database_url))
     try:
         return create_relay(ctx, seeded.clinic_id, "bench relay")[1]
@@ -48,7 +48,7 @@ def relay_token(seeded: Seeded) -> str:
 
 
 def seed_relay(seeded: Seeded, relay_dir: Path) -> None:
-    from chairside.app import build_context
+    from chairside.context import build_context
     from chairside.db.models import Clinic, Contract, Patient, Station
     from chairside.feed.rows import to_json, upsert
     from chairside.settings import Settings

@@ -33,9 +33,9 @@ def seed(data_dir: Path) -> dict[str, Any]:
     from rich.console import Console
     from sqlalchemy import select
 
-    from chairside.app import build_context
     from chairside.auth.accounts import create_account
     from chairside.cli.demo import seed as seed_demo
+    from chairside.context import build_context
     from chairside.db.models import Annotation, MediaTag, Patient
     from chairside.media.ingest import IngestRequest, file_sha256, ingest
     from chairside.mediafile import generate

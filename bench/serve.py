@@ -113,7 +113,7 @@ class Nginx:
 
 def stored_video(wd: Path, size_mib: int) -> tuple[Seeded, uuid.UUID, Path, int]:
     """A seeded data folder holding one ingested video; answers (seeded, media id, blob path, size)."""
-    from chairside.app import build_context
+    from chairside.context import build_context
     from chairside.media.ingest import IngestRequest, file_sha256, ingest
     from chairside.settings import Settings
     seeded = seed(wd / "data")

@@ -53,8 +53,8 @@ def clip_1080p() -> Path:
 def populate(data_dir: Path, items: int) -> tuple[str, str, str]:
     """The seeded patient gets `items` photos (distinct JPEGs, a day apart in groups) and one 1080p clip;
     a viewer account is made. Answers (patient id, clip id, login)."""
-    from chairside.app import build_context
     from chairside.auth.accounts import create_account
+    from chairside.context import build_context
     from chairside.media.ingest import IngestRequest, file_sha256, ingest
     from chairside.mediafile import generate
     from chairside.settings import Settings

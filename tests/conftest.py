@@ -21,14 +21,14 @@ import pytest
 import uvicorn
 from sqlalchemy import text
 
-from chairside.app import build_context, create_app
-from chairside.cli.admin import create_station
+from chairside.app import create_app
 from chairside.client import Client
-from chairside.context import Context
+from chairside.context import Context, build_context
 from chairside.db import migrate
 from chairside.db.engine import make_engine
 from chairside.db.models import Base, Clinic, Contract
 from chairside.settings import Settings
+from chairside.tenancy.service import create_station
 
 PG_ADMIN = os.environ.get("CHAIRSIDE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

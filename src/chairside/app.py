@@ -1,16 +1,21 @@
-"""The application factory: wires settings, database, blob store and routers. Routes live in api/."""
+"""The application factory: the routers the role serves, its background tasks, errors as problem+json.
 
-from __future__ import annotations
+The process itself (settings, database, blobs, role) is built by `context.build_context`; routes
+live in api/, one file per resource.
+"""
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chairside import __version__, errors
 from chairside.api import (
     accounts,
+    annotations,
     audit,
     clinics,
     display,
@@ -28,36 +33,33 @@ from chairside.api import (
     tags,
     uploads,
 )
-from chairside.api import annotations as drawings  # the module's name would clash with __future__.annotations
-from chairside.blobs import open_blob_store
-from chairside.blobs.parts import PartStore
 from chairside.context import Context
-from chairside.db import migrate
-from chairside.db.engine import Database
 from chairside.quota import notify
-from chairside.settings import Settings
+from chairside.uploads.sweep import sweeper
 from chairside.web import routes as web
 
+# What a clinic's stations use, served by a relay; the rest stays at the cloud (docs/relay.md).
+STATION_API = (health, patients, media, uploads, quota, notices, relay_status)
+FULL_API = (health, sessions, accounts, patients, media, uploads, audit, quota, notices, plans, feed, relay_ops,
+            relay_status, clinics, display, annotations, tags, exports)
 
-def build_context(settings: Settings, role: str = "cloud", *, upgrade: bool = True) -> Context:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.database_url)
-    if upgrade:
-        migrate.upgrade(db.engine)
-    ctx = Context(settings=settings, db=db, blobs=open_blob_store(settings.blob_url), role=role)
-    ctx.extras["parts"] = PartStore(settings.uploads_dir)
-    return ctx
+
+def _background(ctx: Context) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    """The role's background tasks, run for the app's lifetime."""
+    tasks: list[Callable[[], Coroutine[Any, Any, None]]] = [lambda: sweeper(ctx)]
+    if ctx.role.sends_notices:
+        tasks.append(lambda: notify.mailer(ctx))
+    if ctx.relay is not None:  # the relay carries its writes to the cloud and follows its feed (relay/runner.py)
+        from chairside.relay.runner import run_relay_tasks
+
+        tasks.append(lambda: run_relay_tasks(ctx))
+    return tasks
 
 
 def create_app(ctx: Context) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(uploads.sweeper(ctx))]
-        if ctx.role == "relay":  # the relay carries its writes to the cloud and follows its feed (relay/runner.py)
-            from chairside.relay.runner import run_relay_tasks
-            tasks.append(asyncio.create_task(run_relay_tasks(ctx)))
-        else:
-            tasks.append(asyncio.create_task(notify.mailer(ctx)))
+        tasks = [asyncio.create_task(make()) for make in _background(ctx)]
         try:
             yield
         finally:
@@ -74,14 +76,34 @@ def create_app(ctx: Context) -> FastAPI:
     )
     app.state.ctx = ctx
     errors.install(app)
-    if ctx.role == "relay":  # what the clinic's stations use; the rest stays at the cloud (docs/relay.md)
-        for module in (health, patients, media, uploads, quota, notices, relay_status):
-            app.include_router(module.router)
-        return app
-    for module in (health, sessions, accounts, patients, media, uploads, audit, quota, notices, plans, feed, relay_ops,
-                   relay_status):
+    for module in STATION_API if ctx.role.api == "station" else FULL_API:
         app.include_router(module.router)
-    for module in (clinics, display, drawings, tags, exports):  # the viewer's API (issue 6)
-        app.include_router(module.router)
-    web.install(app)  # the viewer's page and static files
+    if ctx.role.api == "full":
+        web.install(app)  # the viewer's page and static files
+    if ctx.role.read_only:
+        app.add_middleware(ReadOnly)
     return app
+
+
+READ_ONLY_DETAIL = (
+    "現在は予備サイトのため閲覧のみできます。保存や変更は、本サイトの復旧後、またはこのサイトへの切り替え後に行えます。"
+    " / This is the standby copy of Chairside, which only shows what is stored. Saving and changing work again "
+    "once the main site is back or this copy takes over."
+)
+
+
+class ReadOnly:
+    """Refuses every request that could change something (a standby copy changes only by replication)."""
+
+    SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in self.SAFE:
+            response = errors.problem_response(errors.Problem(
+                503, READ_ONLY_DETAIL, title="Service unavailable", code="read-only", headers={"Retry-After": "300"}))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -18,8 +18,6 @@ from collections import OrderedDict
 from threading import Lock
 from typing import Any
 
-from chairside.context import Context
-
 TTL_S = 1.0
 SIZE = 10_000
 
@@ -47,11 +45,3 @@ class ReadCache:
             self._rows.move_to_end(key)
             while len(self._rows) > self._size:
                 self._rows.popitem(last=False)
-
-
-def for_ctx(ctx: Context) -> ReadCache:
-    cache = ctx.extras.get("readcache")
-    if cache is None:
-        cache = ctx.extras["readcache"] = ReadCache()
-    assert isinstance(cache, ReadCache)
-    return cache

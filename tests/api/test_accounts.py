@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 from sqlalchemy import text, update
 
-from chairside.auth.accounts import new_enroll_code
 from chairside.client import Client
 from chairside.context import Context
 from chairside.db.models import EnrollmentCode, utcnow
+from chairside.tenancy.service import new_enroll_code
 from tests.conftest import LiveServer, Tenant, Viewer, sign_in
 
 

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from chairside.api.exports import Entry, manifest, plan_entries, safe_name, stream_zip
-from chairside.api.principal import Principal
+from chairside.auth.principal import Principal
 from chairside.blobs.filesystem import FilesystemBlobStore
 from chairside.client import Client
 from chairside.context import Context

@@ -130,7 +130,7 @@ def test_wrong_passwords_are_throttled_without_revealing_logins_and_the_owner_ge
 ) -> None:
     from pathlib import Path
 
-    from chairside.app import build_context
+    from chairside.context import build_context
     from chairside.settings import Settings
     from tests.conftest import LiveServer, make_tenant
 

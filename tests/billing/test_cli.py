@@ -16,8 +16,8 @@ from sqlalchemy import select
 from chairside.context import Context
 from chairside.db.models import Clinic, Contract, IssuedInvoice, PlanChange, utcnow
 from chairside.domain.billing import Month, late_interest
+from chairside.domain.calendar import japan_day
 from chairside.quota import plan_changes
-from chairside.quota.usage import japan_day
 from tests.admin_cli import run_admin
 from tests.conftest import Tenant
 from tests.quota.helpers import HOUR_MS, set_counter

@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from chairside.cli.admin import create_relay, revoke_relay
 from chairside.client import Client
 from chairside.context import Context
 from chairside.db.models import Clinic, Relay
 from chairside.feed import changes
 from chairside.media import trash
 from chairside.quota.plan_changes import set_plan
+from chairside.tenancy.service import create_relay, revoke_relay
 from tests.admin_cli import run_admin
 from tests.conftest import LiveServer, Tenant
 

@@ -17,16 +17,16 @@ from sqlalchemy import func, select
 
 from chairside.api.media import restore_media, trash_media
 from chairside.api.patients import create_patient, update_patient
-from chairside.api.principal import Principal
 from chairside.api.relay_ops import OpIn, post_op
-from chairside.api.schemas import PatientIn, PatientPatch
-from chairside.cli.admin import create_relay
+from chairside.auth.principal import Principal
 from chairside.client import Client
-from chairside.clock import clock_for
 from chairside.context import Context
 from chairside.db.models import AppliedOp, AuditEvent, Change, OutboxOp, Patient, RelayState
 from chairside.domain.hlc import Clock, newer
 from chairside.errors import Problem
+from chairside.patients.fields import PatientIn, PatientPatch
+from chairside.roles import RELAY
+from chairside.tenancy.service import create_relay
 from tests.admin_cli import run_admin
 from tests.conftest import LiveServer, Tenant
 
@@ -300,7 +300,7 @@ def test_writes_at_a_relay_record_their_outbox_ops(
     with Client(server.url, tenant.token) as api:
         item_id = api.upload(media_dir / "photo.jpg",
                              api.create_patient(tenant.clinic_ids[0], "U-1", "既存", "キソン")["id"])["id"]
-    relay_ctx = dataclasses.replace(ctx, role="relay", extras={})
+    relay_ctx = dataclasses.replace(ctx, role=RELAY)
     station = Principal("station", tenant.contract_id, None, station_id=uuid.uuid4(), name="Chair 1")
     created = create_patient(PatientIn(clinic_id=tenant.clinic_ids[0], chart_no="R-1", name="中村 誠",
                                        name_kana="ナカムラ マコト", birth_date="1970-01-02"), station, relay_ctx)
@@ -320,7 +320,7 @@ def test_writes_at_a_relay_record_their_outbox_ops(
         ("patient.create", str(created.id)), ("patient.update", str(created.id)),
         ("media.trash", item_id), ("media.restore", item_id),
     ]
-    assert node is not None and len(node.value["id"]) == 8 and clock_for(relay_ctx).node == node.value["id"]
+    assert node is not None and len(node.value["id"]) == 8 and relay_ctx.clock.get().node == node.value["id"]
     create_op, update_op = ops[0].body, ops[1].body
     assert create_op["chart_no"] == "R-1" and create_op["birth_date"] == "1970-01-02"
     assert set(create_op["field_clocks"]) == {"chart_no", "name", "name_kana", "birth_date", "sex"}

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from chairside.cli.admin import create_relay
 from chairside.client import Client
 from chairside.context import Context
 from chairside.db.models import Contract, Media, Station
 from chairside.quota import usage
+from chairside.tenancy.service import create_relay
 from tests.conftest import LiveServer, Tenant
 from tests.uploads import helpers as tus
 

@@ -14,6 +14,7 @@ from sqlalchemy import update
 from chairside.client import Client
 from chairside.context import Context
 from chairside.db.models import Contract, QuotaDaily
+from chairside.domain.calendar import japan_day
 from chairside.quota import usage
 from tests.conftest import LiveServer, Tenant, Viewer, sign_in
 from tests.quota.helpers import HOUR_MS, set_counter
@@ -60,7 +61,7 @@ def test_over_the_limit_nothing_remains_and_the_plan_is_full_today(
     set_counter(ctx, tenant.contract_id, 150 * HOUR_MS + 30 * 60_000)
     body = _get(server, tenant.token)
     assert (body["used_hours"], body["remaining_hours"], body["percent"]) == (150.5, 0.0, 150.5)
-    assert body["forecast_full_on"] == usage.japan_day(datetime.now(UTC)).isoformat()
+    assert body["forecast_full_on"] == japan_day(datetime.now(UTC)).isoformat()
 
 
 def test_viewers_and_contract_admins_see_the_quota_too(
@@ -123,7 +124,7 @@ def test_a_full_plan_is_full_today(ctx: Context, tenant: Tenant) -> None:
 def test_the_api_forecast_uses_the_contract_age(ctx: Context, server: LiveServer, tenant: Tenant,
                                                 days_old: int) -> None:
     now = datetime.now(UTC)
-    today = usage.japan_day(now)
+    today = japan_day(now)
     with ctx.db.session() as s:
         s.execute(update(Contract).where(Contract.id == tenant.contract_id)
                   .values(created_at=now - timedelta(days=days_old), stored_video_ms=50 * HOUR_MS))

@@ -28,13 +28,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from chairside.app import build_context
-from chairside.cli.admin import create_station
 from chairside.client import Client
-from chairside.context import Context
+from chairside.context import Context, build_context
 from chairside.db.models import Clinic, Contract, Patient, Station
 from chairside.feed.rows import to_json, upsert
 from chairside.settings import Settings
+from chairside.tenancy.service import create_station
 from tests.conftest import DATABASES, LiveServer, empty_pg_database, free_port
 from tests.netem import Faults, WanProxy
 
@@ -94,7 +93,7 @@ class UpCloud:
 
 
 def make_upcloud(ctx: Context, server: LiveServer, *, plan_hours: int = 100) -> UpCloud:
-    from chairside.cli.admin import create_relay
+    from chairside.tenancy.service import create_relay
     with ctx.db.session() as s:
         contract = Contract(name="医療法人 リレー歯科", plan_hours=plan_hours)
         s.add(contract)

@@ -16,15 +16,14 @@ from typing import Any, TypeVar
 
 import pytest
 
-from chairside.app import build_context
-from chairside.cli.admin import create_relay, create_station
 from chairside.client import Client
-from chairside.context import Context
+from chairside.context import Context, build_context
 from chairside.db.models import Clinic, Contract
 from chairside.feed.changes import clinic_changed, contract_changed
 from chairside.relay import cache, follower
-from chairside.relay.upstream import Upstream
+from chairside.relay.runtime import attach
 from chairside.settings import Settings
+from chairside.tenancy.service import create_relay, create_station
 from tests.conftest import LiveServer
 
 T = TypeVar("T")
@@ -100,7 +99,7 @@ def relay_context(data_dir: Path, upstream_url: str, token: str, **overrides: An
     options: dict[str, Any] = {"relay_min_free_bytes": 0, "relay_feed_wait_s": 2.0, **overrides}
     settings = Settings.load(environ={}, data_dir=data_dir, upstream_url=upstream_url, relay_token=token, **options)
     rctx = build_context(settings, role="relay")
-    rctx.extras["upstream"] = Upstream(upstream_url, token, offline_after_s=settings.relay_offline_after_s)
+    attach(rctx, upstream_url, token)
     return rctx
 
 

@@ -20,6 +20,7 @@ from chairside.context import Context
 from chairside.db.models import CachedBlob
 from chairside.mediafile import generate
 from chairside.relay import cache
+from chairside.relay.runtime import runtime_of
 from tests.conftest import LiveServer
 from tests.netem import Faults, WanProxy
 from tests.relay.follow_fixtures import Cloud, RelayApi, catch_up, cloud, relay_context, wait_for  # noqa: F401
@@ -58,7 +59,7 @@ class Setup:
             return s.get(CachedBlob, self.item["sha256"])
 
     def downloads_done(self) -> bool:
-        return not self.rctx.extras.get("cache_downloads")
+        return not runtime_of(self.rctx).cache_downloads
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def setup(cloud: Cloud, tmp_path: Path, big_clip: Path) -> Iterator[Setup]:
         with RelayApi(rctx) as relay:
             setup = Setup(cloud, wan, rctx, relay, item, big_clip.read_bytes())
             yield setup
-            wait_for(lambda: not rctx.extras.get("cache_downloads"), "downloads to end")
+            wait_for(lambda: not runtime_of(rctx).cache_downloads, "downloads to end")
     finally:
         if setup is None or not setup.down:
             wan.__exit__()

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from chairside.app import build_context
+from chairside.context import build_context
 from chairside.db.models import Media, OutboxOp
 from chairside.settings import Settings
 from tests.netem import Faults

@@ -13,12 +13,12 @@ import httpx
 from sqlalchemy import func, select
 
 from chairside.client import Client
-from chairside.clock import clock_for
 from chairside.context import Context
 from chairside.db.models import CachedBlob, Clinic, Contract, Media, OutboxOp, Patient, Station
 from chairside.feed import changes
 from chairside.media.trash import purge_media
 from chairside.relay import follower
+from chairside.relay.runtime import runtime_of
 from tests.conftest import LiveServer
 from tests.netem import WanProxy
 from tests.relay.follow_fixtures import (  # noqa: F401  (fixtures)
@@ -107,7 +107,7 @@ def test_offline_relay_catches_up_over_pages_and_resumes_after_restart(cloud: Cl
     rctx = relay_context(data, cloud.url, cloud.relay_token, relay_prefetch="none")
 
     async def five_pages() -> None:
-        client = rctx.extras["upstream"].async_client()  # type: ignore[attr-defined]
+        client = runtime_of(rctx).upstream.async_client()
         try:
             for _ in range(5):
                 page = await follower.sync_once(rctx, client, limit=100)
@@ -167,7 +167,7 @@ def test_last_writer_wins_per_field(cloud: Cloud, relay_ctx: Context) -> None:
         assert isinstance(local, Patient) and local.name == "田中 壱郎"
         # The relay's clock has seen the cloud's: its next edit is newer than every one applied.
         assert local.field_clocks is not None
-        assert clock_for(relay_ctx).now() > max(local.field_clocks.values())
+        assert relay_ctx.clock.get().now() > max(local.field_clocks.values())
         with Client(relay.url, cloud.station_tokens[0]) as station:
             assert [x["name"] for x in station.search_patients("たなか")] == ["田中 壱郎"]
 
@@ -260,7 +260,7 @@ def test_stations_sign_in_at_the_relay_while_the_wan_is_down(cloud: Cloud, tmp_p
             # The follower keeps trying, reports the failure, and does not crash.
             with BackgroundFollower(rctx):
                 wait_for(lambda: follower.status(rctx)["last_error"], "the follower to report the WAN down")
-            assert "feed" in str(rctx.extras["upstream"].last_error)  # type: ignore[attr-defined]
+            assert "feed" in str(runtime_of(rctx).upstream.last_error)
     finally:
         rctx.db.dispose()
 

@@ -33,13 +33,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from chairside.api.patients import index_patient
-from chairside.app import build_context
-from chairside.cli.admin import create_relay, create_station
 from chairside.client import Client
-from chairside.context import Context
+from chairside.context import Context, build_context
 from chairside.db.models import Clinic, Contract, Patient, Upload
+from chairside.patients.search import index_patient
 from chairside.settings import Settings
+from chairside.tenancy.service import create_relay, create_station
 from tests.kernel_wan import KernelWan, die_with_parent, exec_env, kernel_wan, unavailable
 from tests.relay.conftest import RelayProcess, seed_relay_from, sha256_of, wait_for
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from chairside.app import build_context
-from chairside.context import Context
+from chairside.context import Context, build_context
 from chairside.db.models import AppliedOp, AuditEvent, Change, OutboxOp, Patient
 from chairside.relay import outbox
 from chairside.relay.uploader import RateMeter, Uploader, backoff_s, io_timeout

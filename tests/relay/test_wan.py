@@ -20,7 +20,7 @@ from tests.relay.conftest import CHUNK, RelaySetup, UpCloud, on_both_clouds, sha
 
 
 def _relay_db(setup: RelaySetup):  # type: ignore[no-untyped-def]
-    from chairside.app import build_context
+    from chairside.context import build_context
     return build_context(Settings.load(environ={}, data_dir=setup.relay.data_dir), role="relay", upgrade=False)
 
 

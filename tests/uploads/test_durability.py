@@ -18,9 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from chairside.app import build_context
 from chairside.client import Client
-from chairside.context import Context
+from chairside.context import Context, build_context
 from chairside.settings import Settings
 from tests.conftest import LiveServer, Tenant, free_port, make_tenant
 from tests.uploads.helpers import create, head, offset, patch

@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from tusclient import client as tus_client
 from tusclient.exceptions import TusCommunicationError
 
-from chairside.api.uploads import sweep_expired
 from chairside.client import Client
 from chairside.context import Context
 from chairside.db.models import Media, Upload
+from chairside.uploads.sweep import sweep_expired
 from tests.conftest import LiveServer, Tenant
 from tests.uploads.helpers import TUS, create, head, offset, patch, raw_patch_then_cut
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, TypeVar
 
@@ -11,13 +10,15 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from chairside.api.principal import Principal, allow
+from chairside.api.deps import get_context
+from chairside.api.principal import allow
 from chairside.auth import audit
-from chairside.auth.accounts import create_account, enroll_station, parse_scope, revoke_station
-from chairside.context import Context, get_context
+from chairside.auth.accounts import create_account
+from chairside.auth.principal import Principal
+from chairside.context import Context
 from chairside.db.models import Account, Station
 from chairside.errors import Problem
-from chairside.feed import changes
+from chairside.tenancy.service import enroll_station, revoke_station, set_clinic_scope
 
 ScopedT = TypeVar("ScopedT", Account, Station)
 
@@ -84,22 +85,6 @@ def _account_404() -> Problem:
     return Problem(404, "This account was not found.", code="account-not-found")
 
 
-def _set_scope(
-    ctx: Context, principal: Principal, model: type[ScopedT], ident: uuid.UUID, body: ScopeIn,
-    not_found: Callable[[], Problem], key: str,
-) -> ScopedT:
-    """Set the clinics a station or an account of the caller's contract may see, and audit it."""
-    with ctx.db.session() as s:
-        row = s.get(model, ident)
-        if row is None or row.contract_id != principal.contract_id:
-            raise not_found()
-        row.clinic_scope = parse_scope(s, principal.contract_id, body.clinic_ids)
-        audit.add(s, principal, "scope.set", detail={key: str(ident), "clinic_ids": row.clinic_scope})
-        if isinstance(row, Station):
-            changes.station_changed(s, row)  # relays enforce the station's scope too
-        return row
-
-
 @router.get("/accounts", response_model=AccountList, summary="The contract's viewer accounts")
 def list_accounts(principal: Annotated[Principal, allow("admin")],
                   ctx: Annotated[Context, Depends(get_context)]) -> AccountList:
@@ -121,7 +106,10 @@ def post_account(body: AccountIn, principal: Annotated[Principal, allow("admin")
 @router.put("/accounts/{account_id}/scope", response_model=AccountOut, summary="Set which clinics an account sees")
 def put_account_scope(account_id: uuid.UUID, body: ScopeIn, principal: Annotated[Principal, allow("admin")],
                       ctx: Annotated[Context, Depends(get_context)]) -> Account:
-    return _set_scope(ctx, principal, Account, account_id, body, _account_404, "account_id")
+    row = set_clinic_scope(ctx, principal, Account, account_id, body.clinic_ids)
+    if row is None:
+        raise _account_404()
+    return row
 
 
 @router.get("/stations", response_model=StationList, summary="The contract's capture stations")
@@ -136,7 +124,10 @@ def list_stations(principal: Annotated[Principal, allow("admin")],
 @router.put("/stations/{station_id}/scope", response_model=StationOut, summary="Set which clinics a station sees")
 def put_station_scope(station_id: uuid.UUID, body: ScopeIn, principal: Annotated[Principal, allow("admin")],
                       ctx: Annotated[Context, Depends(get_context)]) -> Station:
-    return _set_scope(ctx, principal, Station, station_id, body, _station_404, "station_id")
+    row = set_clinic_scope(ctx, principal, Station, station_id, body.clinic_ids)
+    if row is None:
+        raise _station_404()
+    return row
 
 
 @router.post("/stations/{station_id}/revoke", response_model=StationOut, summary="Revoke a lost station at once")

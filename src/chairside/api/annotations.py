@@ -15,13 +15,15 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from chairside.api.media import not_found as media_not_found
+from chairside.api.deps import get_context
 from chairside.api.patients import READERS
-from chairside.api.principal import Principal, allow
+from chairside.api.principal import allow
 from chairside.auth import audit
-from chairside.context import Context, get_context
+from chairside.auth.principal import Principal
+from chairside.context import Context
 from chairside.db.models import Annotation, Media, utcnow
 from chairside.errors import Problem
+from chairside.media.items import not_found as media_not_found
 from chairside.tenancy import visibility
 
 router = APIRouter(prefix="/api/v1", tags=["annotations"])

@@ -9,9 +9,11 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
+from chairside.api.deps import get_context
 from chairside.api.patients import READERS
-from chairside.api.principal import Principal, allow
-from chairside.context import Context, get_context
+from chairside.api.principal import allow
+from chairside.auth.principal import Principal
+from chairside.context import Context
 from chairside.db.models import Clinic
 
 router = APIRouter(prefix="/api/v1", tags=["clinics"])

@@ -15,14 +15,16 @@ from fastapi import APIRouter, Depends, Header, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from chairside.api.media import not_found
+from chairside.api.deps import get_context
 from chairside.api.patients import READERS
-from chairside.api.principal import Principal, allow
+from chairside.api.principal import allow
 from chairside.auth import audit
+from chairside.auth.principal import Principal
 from chairside.blobs import BlobStore
-from chairside.context import Context, get_context
+from chairside.context import Context
 from chairside.db.models import Media, MediaDerivative
 from chairside.errors import Problem
+from chairside.media.items import not_found
 from chairside.media.ranges import BlobResponse
 from chairside.mediafile import MediaError, make_display_jpeg
 from chairside.tenancy import visibility

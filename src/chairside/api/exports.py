@@ -25,7 +25,6 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import anyio
 from fastapi import APIRouter, Depends, Query
@@ -33,19 +32,21 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from chairside.api.media import not_found as media_not_found
+from chairside.api.deps import get_context
 from chairside.api.patients import READERS
-from chairside.api.patients import not_found as patient_not_found
-from chairside.api.principal import Principal, allow
+from chairside.api.principal import allow
 from chairside.auth import audit
+from chairside.auth.principal import Principal
 from chairside.blobs import BlobStore
-from chairside.context import Context, get_context
+from chairside.context import Context
 from chairside.db.models import Media, Patient, utcnow
+from chairside.domain.calendar import CLINIC_TZ
 from chairside.errors import Problem
+from chairside.media.items import not_found as media_not_found
+from chairside.patients.service import not_found as patient_not_found
 from chairside.tenancy import visibility
 
 router = APIRouter(prefix="/api/v1", tags=["exports"])
-CLINIC_TZ = ZoneInfo("Asia/Tokyo")
 MAX_ITEMS = 1000
 MAX_PATIENT_ITEMS = 20_000
 _EXT = {"video/mp4": ".mp4", "video/quicktime": ".mov", "image/jpeg": ".jpg", "image/png": ".png",

@@ -18,8 +18,10 @@ import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from chairside.api.principal import Principal, allow
-from chairside.context import Context, get_context
+from chairside.api.deps import get_context
+from chairside.api.principal import allow
+from chairside.auth.principal import Principal
+from chairside.context import Context
 from chairside.feed import changes
 
 router = APIRouter(prefix="/api/v1", tags=["feed"])

@@ -12,27 +12,23 @@ import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy import or_, select
 
-from chairside import readcache
+from chairside.api.deps import get_context
 from chairside.api.patients import READERS, WRITERS
-from chairside.api.patients import not_found as patient_not_found
-from chairside.api.principal import Principal, allow
+from chairside.api.principal import allow
 from chairside.api.schemas import MediaList, MediaOut
 from chairside.auth import audit
-from chairside.context import Context, get_context
-from chairside.db.models import Media, utcnow
+from chairside.auth.principal import Principal
+from chairside.context import Context
+from chairside.db.models import Media
 from chairside.errors import Problem
-from chairside.feed import changes
+from chairside.media import trash
+from chairside.media.items import not_found
 from chairside.media.ranges import BlobResponse
-from chairside.media.trash import purge_media
-from chairside.relay import outbox
+from chairside.patients.service import not_found as patient_not_found
+from chairside.relay import cache
 from chairside.tenancy import visibility
 
 router = APIRouter(prefix="/api/v1", tags=["media"])
-
-
-def not_found() -> Problem:
-    return Problem(404, "This photo or video was not found. It may have been deleted, or belong to a "
-                   "patient you cannot see.", code="media-not-found")
 
 
 def _cursor(item: Media) -> str:
@@ -87,7 +83,7 @@ def _item(ctx: Context, principal: Principal, media_id: uuid.UUID, *, include_de
         item = visibility.media_item(s, principal, media_id, include_deleted=include_deleted)
         if item is None:
             raise not_found()
-    readcache.for_ctx(ctx).put(_item_key(principal, media_id, include_deleted), generation, item)
+    ctx.reads.put(_item_key(principal, media_id, include_deleted), generation, item)
     return item
 
 
@@ -97,7 +93,7 @@ def _item_key(principal: Principal, media_id: uuid.UUID, include_deleted: bool) 
 
 async def _item_async(ctx: Context, principal: Principal, media_id: uuid.UUID) -> Media:
     """The item from the read cache (no I/O), else from the database in a worker thread."""
-    hit = readcache.for_ctx(ctx).get(_item_key(principal, media_id, False), ctx.db.writes)
+    hit = ctx.reads.get(_item_key(principal, media_id, False), ctx.db.writes)
     if isinstance(hit, Media):
         return hit
     return await anyio.to_thread.run_sync(_item, ctx, principal, media_id)
@@ -142,8 +138,7 @@ async def get_content(
 ) -> Response:
     item = await _item_async(ctx, principal, media_id)
     await _audit_read(ctx, principal, "media.content", item)
-    if ctx.role == "relay":  # from the relay's cache, or streamed from the cloud while it is cached
-        from chairside.relay import cache
+    if ctx.role.fetches_blobs_upstream:  # from the relay's cache, or streamed from the cloud while it is cached
         return await cache.serve(ctx, item, request, range, if_range, if_none_match, request.method == "HEAD")
     return BlobResponse(
         ctx.blobs, item.sha256, item.size, item.mime,
@@ -164,8 +159,7 @@ async def get_thumbnail(
     if item.thumb_sha256 is None:
         raise Problem(404, "This item has no preview yet.", code="no-thumbnail")
     await _audit_read(ctx, principal, "media.thumbnail", item)
-    if ctx.role == "relay":  # from the relay, or fetched from the cloud now
-        from chairside.relay import cache
+    if ctx.role.fetches_blobs_upstream:  # from the relay, or fetched from the cloud now
         return await cache.serve_thumbnail(ctx, item, if_none_match)
     info = await anyio.to_thread.run_sync(ctx.blobs.stat, item.thumb_sha256)
     if info is None:
@@ -180,15 +174,7 @@ def trash_media(
     ctx: Annotated[Context, Depends(get_context)],
 ) -> Media:
     with ctx.db.session() as s:
-        item = visibility.media_item(s, principal, media_id, include_deleted=True)
-        if item is None:
-            raise not_found()
-        if item.deleted_at is None:
-            item.deleted_at = utcnow()
-            audit.add(s, principal, "media.trash", patient_id=item.patient_id, media_id=item.id)
-            changes.media_changed(s, item)
-            if ctx.role == "relay":  # carried to the cloud by the relay's uploader
-                outbox.record(s, "media.trash", item.id, {"id": str(item.id), "at": item.deleted_at.isoformat()})
+        item, _ = trash.trash(ctx, s, principal, media_id)
         return item
 
 
@@ -199,15 +185,7 @@ def restore_media(
     ctx: Annotated[Context, Depends(get_context)],
 ) -> Media:
     with ctx.db.session() as s:
-        item = visibility.media_item(s, principal, media_id, include_deleted=True)
-        if item is None:
-            raise not_found()
-        if item.deleted_at is not None:
-            item.deleted_at = None
-            audit.add(s, principal, "media.restore", patient_id=item.patient_id, media_id=item.id)
-            changes.media_changed(s, item)
-            if ctx.role == "relay":
-                outbox.record(s, "media.restore", item.id, {"id": str(item.id), "at": utcnow().isoformat()})
+        item, _ = trash.restore(ctx, s, principal, media_id)
         return item
 
 
@@ -221,6 +199,6 @@ def purge(
     if item.deleted_at is None:
         raise Problem(409, "Only items in the trash can be deleted for good. Move it to the trash first.",
                       code="not-in-trash")
-    purge_media(ctx.db, ctx.blobs, item.id)
+    trash.purge_media(ctx.db, ctx.blobs, item.id)
     audit.record(ctx, principal, "media.purge", patient_id=item.patient_id, media_id=item.id)
     return Response(status_code=204)

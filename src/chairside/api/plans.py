@@ -10,8 +10,10 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from chairside.api.principal import Principal, allow
-from chairside.context import Context, get_context
+from chairside.api.deps import get_context
+from chairside.api.principal import allow
+from chairside.auth.principal import Principal
+from chairside.context import Context
 from chairside.db.models import PlanRequest
 from chairside.quota import plan_changes
 

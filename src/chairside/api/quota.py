@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from chairside.api.principal import Principal, allow
-from chairside.context import Context, get_context
+from chairside.api.deps import get_context
+from chairside.api.principal import allow
+from chairside.auth.principal import Principal
+from chairside.context import Context
 from chairside.quota import usage
 
 router = APIRouter(prefix="/api/v1", tags=["quota"])

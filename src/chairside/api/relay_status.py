@@ -7,9 +7,12 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends
 
-from chairside.api.principal import Principal, allow
-from chairside.context import Context, get_context
+from chairside.api.deps import get_context
+from chairside.api.principal import allow
+from chairside.auth.principal import Principal
+from chairside.context import Context
 from chairside.errors import Problem
+from chairside.relay.runner import status
 
 router = APIRouter(prefix="/api/v1/relay", tags=["relay"])
 READERS = ("operator", "admin", "viewer", "station", "relay")
@@ -28,8 +31,7 @@ async def relay_status(
     `last_error`, `pending_items`, `pending_bytes`, `oldest_pending_age_s`, `upload_rate_bps` (bits/s over
     the last 10 s), `bandwidth_cap_bps` (null: unlimited), `failed_items` and `failures` (refused by the
     cloud for good; they need a person), `accepted_over_quota`, `cache`, `feed`."""
-    if ctx.role != "relay":
+    if not ctx.role.reports_upstream_link:
         raise Problem(404, "This server is the cloud, not a relay. Ask the clinic's relay for its status.",
                       code="not-a-relay")
-    from chairside.relay.runner import status
     return await anyio.to_thread.run_sync(status, ctx)

@@ -6,34 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-
-class PatientIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    clinic_id: uuid.UUID
-    chart_no: str = Field(min_length=1, max_length=40, examples=["00123"])
-    name: str = Field(min_length=1, max_length=200, examples=["山田 太郎"])
-    name_kana: str = Field(min_length=1, max_length=200, examples=["ヤマダ タロウ"])
-    birth_date: date | None = Field(default=None, examples=["1980-04-01"])
-    sex: Literal["male", "female", "other", "unknown"] = "unknown"
-
-    @field_validator("chart_no", "name", "name_kana")
-    @classmethod
-    def _strip(cls, v: str) -> str:
-        v = v.strip()
-        if not v or "\x00" in v:
-            raise ValueError("must not be empty")
-        return v
-
-
-class PatientPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    chart_no: str | None = Field(default=None, min_length=1, max_length=40)
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    name_kana: str | None = Field(default=None, min_length=1, max_length=200)
-    birth_date: date | None = None
-    sex: Literal["male", "female", "other", "unknown"] | None = None
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class PatientOut(BaseModel):

@@ -10,10 +10,12 @@ import anyio
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from chairside.api.principal import COOKIE, Principal, allow, client_address, credentials
+from chairside.api.deps import get_context
+from chairside.api.principal import COOKIE, allow, client_address, credentials
 from chairside.auth import audit
 from chairside.auth.accounts import csrf_for, sign_in, sign_out
-from chairside.context import Context, get_context
+from chairside.auth.principal import Principal
+from chairside.context import Context
 from chairside.db.models import utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])

@@ -10,13 +10,15 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import delete, select
 
-from chairside.api.media import not_found as media_not_found
+from chairside.api.deps import get_context
 from chairside.api.patients import READERS, WRITERS
-from chairside.api.patients import not_found as patient_not_found
-from chairside.api.principal import Principal, allow
+from chairside.api.principal import allow
 from chairside.auth import audit
-from chairside.context import Context, get_context
+from chairside.auth.principal import Principal
+from chairside.context import Context
 from chairside.db.models import Media, MediaTag, utcnow
+from chairside.media.items import not_found as media_not_found
+from chairside.patients.service import not_found as patient_not_found
 from chairside.tenancy import visibility
 
 router = APIRouter(prefix="/api/v1", tags=["tags"])

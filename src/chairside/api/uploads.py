@@ -1,122 +1,34 @@
-"""tus 1.0 uploads at /api/v1/uploads/: creation, creation-with-upload, termination, expiration, checksum.
+"""tus 1.0 at /api/v1/uploads/: creation, creation-with-upload, termination, expiration, checksum.
 
-The body of every PATCH streams to the partial file in batches, hashed on the way;
-memory stays flat whatever the file's size. When the last byte is in, the file is
-ingested (sniffed, probed, thumbnailed, stored by hash) before the final PATCH is
-answered, so an acknowledged upload is a stored media item.
+The HTTP binding only: headers in, headers out. What an upload is and how its bytes become a
+stored media item is uploads/service.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import re
 import secrets
-import shutil
-import uuid
-from datetime import datetime, timedelta
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Request, Response
-from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
-from starlette.requests import ClientDisconnect
 
-from chairside.api.principal import Principal, allow
-from chairside.auth import audit
-from chairside.blobs.parts import PartStore, write_all
-from chairside.context import Context, get_context
-from chairside.db.models import Media, Station, Upload, utcnow
+from chairside.api.deps import get_context
+from chairside.api.principal import allow
+from chairside.auth.principal import Principal
+from chairside.context import Context
 from chairside.errors import Problem
-from chairside.media.ingest import IngestRequest, ingest
-from chairside.quota import usage
-from chairside.tenancy import visibility
-from chairside.uploads import tus as tus
+from chairside.uploads import service, tus
+from chairside.uploads.service import bad, tus_headers
 
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 
-BATCH = 1 << 20  # bytes gathered before each write+hash in a worker thread
-CLINIC_TZ = ZoneInfo("Asia/Tokyo")
-_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 WRITERS = ("station", "admin", "viewer", "relay")
-
-
-def parts(ctx: Context) -> PartStore:
-    store = ctx.extras.get("parts")
-    if store is None:
-        store = ctx.extras["parts"] = PartStore(ctx.settings.uploads_dir)
-    assert isinstance(store, PartStore)
-    return store
-
-
-def _headers(upload: Upload | None = None, **extra: str) -> dict[str, str]:
-    headers = tus.base_headers()
-    if upload is not None:
-        headers["Upload-Offset"] = str(upload.offset)
-        headers["Upload-Expires"] = tus.http_date(upload.expires_at)
-    headers.update(extra)
-    return headers
-
-
-def _bad(detail: str, code: str = "bad-upload", status: int = 400) -> Problem:
-    return Problem(status, detail, code=code, headers=tus.base_headers())
-
-
-def clean_filename(name: str) -> str:
-    if _UNSAFE_NAME.search(name) or name in (".", "..") or len(name) > 255:
-        raise _bad(
-            "The file name contains characters that are not allowed (a path, '/' or '\\', or "
-            "control characters). Send only the file's own name, such as 'IMG_0001.JPG'.",
-            code="bad-filename",
-        )
-    return name.strip() or "upload"
-
-
-def parse_captured_at(value: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise _bad(f"captured_at '{value[:40]}' is not an ISO 8601 date and time, "
-                   "such as 2026-11-24T10:30:00+09:00.", code="bad-captured-at") from None
-    return when if when.tzinfo else when.replace(tzinfo=CLINIC_TZ)
-
-
-def _uuid(meta: dict[str, str], key: str) -> uuid.UUID:
-    value = meta.get(key)
-    if not value:
-        raise _bad(f"The upload's metadata must name '{key}'.", code="missing-metadata")
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise _bad(f"'{key}' in the upload's metadata is not a valid id.", code="bad-metadata") from None
-
-
-def _load(ctx: Context, principal: Principal, upload_id: str) -> Upload:
-    """The caller's upload; 404 for one that does not exist or is another contract's; 410 when expired."""
-    with ctx.db.session() as s:
-        upload = s.get(Upload, upload_id) if upload_id.isalnum() else None
-        if upload is None or upload.contract_id != principal.contract_id:
-            raise Problem(404, "This upload does not exist (or was cancelled). Start the upload again.",
-                          code="upload-not-found", headers=tus.base_headers())
-        if upload.completed_at is None and upload.expires_at <= utcnow():
-            s.delete(upload)
-            expired = True
-        else:
-            expired = False
-    if expired:
-        parts(ctx).remove(upload_id)
-        raise Problem(410, "This upload expired because it was left unfinished too long. Start it again.",
-                      code="upload-expired", headers=tus.base_headers())
-    return upload
 
 
 @router.options("/", dependencies=[allow()], include_in_schema=False)
 @router.options("/{upload_id}", dependencies=[allow()], include_in_schema=False)
 def options() -> Response:
-    return Response(status_code=204, headers=_headers(None, **{
+    return Response(status_code=204, headers=tus_headers(None, **{
         "Tus-Version": tus.VERSION,
         "Tus-Extension": tus.EXTENSIONS,
         "Tus-Checksum-Algorithm": ",".join(tus.CHECKSUM_ALGORITHMS),
@@ -140,82 +52,32 @@ async def create(
 ) -> Response:
     tus.require_version(tus_resumable)
     if request.headers.get("upload-defer-length"):
-        raise _bad("Send the file's size in Upload-Length; deferred lengths are not supported.")
+        raise bad("Send the file's size in Upload-Length; deferred lengths are not supported.")
     length = tus.parse_offset(upload_length, "Upload-Length")
     if length == 0:
-        raise _bad("The file is empty (0 bytes). Check that the recording finished, then upload it again.",
+        raise bad("The file is empty (0 bytes). Check that the recording finished, then upload it again.",
                    code="empty-file")
     if length > ctx.settings.max_upload_bytes:
         gib = ctx.settings.max_upload_bytes / (1 << 30)
         raise Problem(413, f"The file is larger than the {gib:g} GiB this server accepts in one upload.",
                       code="too-large", headers=tus.base_headers())
     meta = tus.parse_metadata(upload_metadata)
-    patient_id = _uuid(meta, "patient_id")
-    media_id = _uuid(meta, "media_id")
-    filename = clean_filename(meta.get("filename", "") or meta.get("name", ""))
-    captured_at = parse_captured_at(meta["captured_at"]) if meta.get("captured_at") else None
-    expected = meta.get("sha256", "").lower() or None
-    if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", expected):
-        raise _bad("'sha256' in the upload's metadata must be 64 hexadecimal digits.", code="bad-metadata")
-    if ctx.role == "relay":
-        await anyio.to_thread.run_sync(_check_disk, ctx, length)
     upload_id = secrets.token_hex(16)
-
-    def create_row() -> Upload:
-        with ctx.db.session() as s:
-            if visibility.patient(s, principal, patient_id) is None:
-                raise Problem(422, "The patient this file is for was not found. Check the patient, "
-                              "or refresh the patient list and try again.", code="unknown-patient",
-                              headers=tus.base_headers())
-            same_id = s.get(Media, media_id)
-            if same_id is not None and (same_id.contract_id != principal.contract_id or same_id.size != length):
-                raise Problem(409, f"The media id {media_id} is already used for a different file. The "
-                              "capture software must make a new id for each new recording or photo.",
-                              code="media-id-conflict", headers=tus.base_headers())
-            if principal.role == "relay":
-                # A relay forwards what its clinic's station recorded: the item is that station's, and it is
-                # never refused for the quota (the clinic already holds the recording); it is counted as usual.
-                station_id = _relay_station(s, principal, meta)
-                over_limit = False
-            else:
-                station_id = principal.station_id
-                # A new video at or over the video limit is refused now; photos always pass.
-                try:
-                    over_limit = usage.check_new_upload(s, principal.contract_id, meta, replay=same_id is not None,
-                                                        headers=tus.base_headers())
-                except Problem as refused:
-                    if not _relay_offline(ctx) or refused.code != "video-quota-full":
-                        raise
-                    # A relay cut off from the cloud cannot know the contract's hours now: never lose a recording.
-                    from chairside.relay.runner import count_accepted_over_quota
-                    count_accepted_over_quota(s)
-                    over_limit = False
-            upload = Upload(
-                id=upload_id, contract_id=principal.contract_id, patient_id=patient_id,
-                media_id=media_id, station_id=station_id, filename=filename,
-                captured_at=captured_at, length=length, offset=0,
-                upload_metadata=(upload_metadata or "")[:4000], expected_sha256=expected,
-                expires_at=utcnow() + timedelta(seconds=ctx.settings.upload_expiry_s),
-                created_over_limit=over_limit,
-            )
-            parts(ctx).create(upload_id)
-            s.add(upload)
-            return upload
-
-    upload = await anyio.to_thread.run_sync(create_row)
+    upload = await anyio.to_thread.run_sync(service.create, ctx, principal, upload_id, length, meta, upload_metadata)
     location = f"/api/v1/uploads/{upload_id}"
     has_body = request.headers.get("content-type", "").startswith(tus.OFFSET_CONTENT_TYPE) and (
         request.headers.get("content-length", "0") != "0" or "chunked" in request.headers.get("transfer-encoding", "")
     )
     if has_body:
         try:
-            upload = await _patch(ctx, principal, upload, request, tus.parse_checksum(upload_checksum))
+            upload = await service.receive(ctx, principal, upload, request.stream(),
+                                           request.headers.get("content-length"), tus.parse_checksum(upload_checksum))
         except Problem as refused:
             # The upload exists even when its first bytes failed (a stall, a checksum, a cut):
             # say where it is, so the client resumes it instead of starting over.
             refused.headers.setdefault("Location", location)
             raise
-    return Response(status_code=201, headers=_headers(upload, Location=location))
+    return Response(status_code=201, headers=tus_headers(upload, Location=location))
 
 
 @router.head("/{upload_id}", summary="The upload's offset (where to resume)")
@@ -226,15 +88,15 @@ async def head(
     tus_resumable: Annotated[str | None, Header()] = None,
 ) -> Response:
     tus.require_version(tus_resumable)
-    upload = await anyio.to_thread.run_sync(_load, ctx, principal, upload_id)
+    upload = await anyio.to_thread.run_sync(service.load, ctx, principal, upload_id)
     if upload.offset == upload.length and upload.completed_at is None:
         # The last bytes were in but the server stopped before storing the file: finish now.
-        await anyio.to_thread.run_sync(_recover_part, ctx, upload)
-        async with parts(ctx).locked(upload_id, ctx.settings.upload_lock_wait_s):
-            upload = await anyio.to_thread.run_sync(_load, ctx, principal, upload_id)
+        await anyio.to_thread.run_sync(service.recover_part, ctx, upload)
+        async with ctx.parts.locked(upload_id, ctx.settings.upload_lock_wait_s):
+            upload = await anyio.to_thread.run_sync(service.load, ctx, principal, upload_id)
             if upload.completed_at is None:
-                upload = await _complete(ctx, principal, upload)
-    headers = _headers(upload, **{"Upload-Length": str(upload.length), "Cache-Control": "no-store"})
+                upload = await service.complete(ctx, principal, upload)
+    headers = tus_headers(upload, **{"Upload-Length": str(upload.length), "Cache-Control": "no-store"})
     if upload.upload_metadata:
         headers["Upload-Metadata"] = upload.upload_metadata
     return Response(status_code=200, headers=headers)
@@ -252,13 +114,14 @@ async def patch(
 ) -> Response:
     tus.require_version(tus_resumable)
     if not request.headers.get("content-type", "").startswith(tus.OFFSET_CONTENT_TYPE):
-        raise _bad(f"A PATCH must have 'Content-Type: {tus.OFFSET_CONTENT_TYPE}'.",
+        raise bad(f"A PATCH must have 'Content-Type: {tus.OFFSET_CONTENT_TYPE}'.",
                    code="bad-content-type", status=415)
     offset = tus.parse_offset(upload_offset, "Upload-Offset")
     checksum = tus.parse_checksum(upload_checksum)
-    upload = await anyio.to_thread.run_sync(_load, ctx, principal, upload_id)
-    upload = await _patch(ctx, principal, upload, request, checksum, offset=offset)
-    return Response(status_code=204, headers=_headers(upload))
+    upload = await anyio.to_thread.run_sync(service.load, ctx, principal, upload_id)
+    upload = await service.receive(ctx, principal, upload, request.stream(), request.headers.get("content-length"),
+                                   checksum, offset=offset)
+    return Response(status_code=204, headers=tus_headers(upload))
 
 
 @router.delete("/{upload_id}", status_code=204, summary="Cancel an upload and remove its bytes (tus termination)")
@@ -269,277 +132,7 @@ async def terminate(
     tus_resumable: Annotated[str | None, Header()] = None,
 ) -> Response:
     tus.require_version(tus_resumable)
-    await anyio.to_thread.run_sync(_load, ctx, principal, upload_id)
-    async with parts(ctx).locked(upload_id, ctx.settings.upload_lock_wait_s):
-        await anyio.to_thread.run_sync(_drop, ctx, upload_id)
-    return Response(status_code=204, headers=_headers())
-
-
-def _drop(ctx: Context, upload_id: str) -> None:
-    with ctx.db.session() as s:
-        s.execute(delete(Upload).where(Upload.id == upload_id))
-    parts(ctx).remove(upload_id)
-
-
-async def _patch(
-    ctx: Context,
-    principal: Principal,
-    upload: Upload,
-    request: Request,
-    checksum: tus.Checksum | None,
-    offset: int = 0,
-) -> Upload:
-    store = parts(ctx)
-    if upload.offset == upload.length and upload.completed_at is None:
-        await anyio.to_thread.run_sync(_recover_part, ctx, upload)
-    async with store.locked(upload.id, ctx.settings.upload_lock_wait_s) as fd:
-        # Re-read under the lock: another PATCH may have moved the offset while we waited.
-        upload = await anyio.to_thread.run_sync(_load, ctx, principal, upload.id)
-        if upload.completed_at is not None or offset != upload.offset:
-            if upload.completed_at is not None and offset == upload.length:
-                return upload
-            # Connection: close, so a client streaming a large body stops now rather than send it all first.
-            raise Problem(409, f"The upload is at byte {upload.offset}, not {offset}. Resume from the "
-                          "server's offset (ask with HEAD).", code="offset-mismatch",
-                          headers=_headers(upload, Connection="close"))
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > upload.length - offset:
-            raise _bad("The request sends more bytes than the upload's declared length.", code="too-long")
-        if upload.offset < upload.length:
-            new_offset, idle = await _receive(ctx, fd, upload, request, checksum)
-            upload = await anyio.to_thread.run_sync(_commit_offset, ctx, upload, new_offset)
-            if idle and upload.offset < upload.length:
-                # The client stopped sending: what arrived is kept, the lock goes with this answer.
-                raise Problem(408, f"No bytes arrived for {ctx.settings.upload_idle_timeout_s:g} s, so this request "
-                              f"was ended; the upload is at byte {upload.offset}. Resume from there.",
-                              code="upload-idle", headers=_headers(upload, Connection="close"))
-        if upload.offset == upload.length:
-            upload = await _complete(ctx, principal, upload)
-    return upload
-
-
-async def _receive(
-    ctx: Context, fd: int, upload: Upload, request: Request, checksum: tus.Checksum | None
-) -> tuple[int, bool]:
-    """Stream the request body to the partial file at the upload's offset; answer the new offset, and
-    whether the body stopped: no byte for `upload_idle_timeout_s` (a stalled client) ends the read like a
-    disconnect, so the bytes that arrived are kept and the upload's lock does not stay held."""
-    store = parts(ctx)
-    start = upload.offset
-    await anyio.to_thread.run_sync(os.ftruncate, fd, start)  # drop bytes past the authoritative offset
-    hasher = await anyio.to_thread.run_sync(store.hasher_at, upload.id, start)
-    before = hasher.copy()
-    chunk_hasher = checksum.new() if checksum else None
-    hashers = (hasher, chunk_hasher) if chunk_hasher else (hasher,)
-    pos = start
-    buf = bytearray()
-    limit = upload.length
-    disconnected = idle = False
-    idle_s = ctx.settings.upload_idle_timeout_s
-
-    async def flush() -> None:
-        nonlocal pos, buf
-        if buf:
-            data, buf = buf, bytearray()
-            pos += await anyio.to_thread.run_sync(write_all, fd, data, pos, *hashers)
-
-    try:
-        try:
-            body = request.stream().__aiter__()
-            while True:
-                with anyio.move_on_after(idle_s) as waited:
-                    try:
-                        chunk = await body.__anext__()
-                    except StopAsyncIteration:
-                        break
-                if waited.cancelled_caught:
-                    idle = disconnected = True
-                    break
-                if pos + len(buf) + len(chunk) > limit:
-                    raise _bad("The request sends more bytes than the upload's declared length.",
-                               code="too-long")
-                buf += chunk
-                if len(buf) >= BATCH:
-                    await flush()
-        except ClientDisconnect:
-            disconnected = True
-        await flush()
-        if chunk_hasher is not None and checksum is not None and (
-            disconnected or chunk_hasher.digest() != checksum.digest
-        ):
-                raise Problem(460, "The data arrived damaged (its checksum does not match). Nothing "
-                              "was kept from this request; send it again.", code="checksum-mismatch",
-                              headers=_headers(upload, **({"Connection": "close"} if idle else {})))
-        await anyio.to_thread.run_sync(os.fdatasync, fd)
-    except BaseException:
-        # Keep the file and the running hash exactly at the last offset we answered for.
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, start)
-        store.remember(upload.id, start, before)
-        raise
-    store.remember(upload.id, pos, hasher)
-    return pos, idle
-
-
-def _commit_offset(ctx: Context, upload: Upload, new_offset: int) -> Upload:
-    with ctx.db.session() as s:
-        result = s.execute(
-            update(Upload)
-            .where(Upload.id == upload.id, Upload.offset == upload.offset)
-            .values(offset=new_offset, expires_at=utcnow() + timedelta(seconds=ctx.settings.upload_expiry_s))
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]  # cannot happen under the lock; refuse rather than guess
-            raise Problem(409, "The upload changed while this request ran. Resume from the server's offset.",
-                          code="offset-mismatch", headers=tus.base_headers())
-        fresh = s.get(Upload, upload.id)
-        assert fresh is not None
-        return fresh
-
-
-async def _complete(ctx: Context, principal: Principal, upload: Upload) -> Upload:
-    """All bytes are in: check the whole-file hash, ingest, and mark the upload done."""
-    store = parts(ctx)
-    part, staged = store.path(upload.id), store.path(upload.id).with_suffix(".ingest")
-    if not part.exists() and staged.exists():  # the server stopped while storing: take it up again
-        os.replace(staged, part)
-    hasher = await anyio.to_thread.run_sync(store.hasher_at, upload.id, upload.length)
-    digest = hasher.hexdigest()
-    if upload.expected_sha256 and digest != upload.expected_sha256:
-        await anyio.to_thread.run_sync(_drop, ctx, upload.id)
-        raise Problem(460, "The file that arrived is not the file that was sent (its SHA-256 differs). "
-                      "Upload it again.", code="checksum-mismatch", headers=tus.base_headers())
-
-    def run() -> Upload:
-        with ctx.db.session() as s:
-            patient = visibility.patient(s, principal, upload.patient_id)
-            if patient is None:
-                raise Problem(422, "The patient this file is for no longer exists.", code="unknown-patient")
-            clinic_id = patient.clinic_id
-        station_clinic = _station_clinic(ctx, upload)
-        # Stage the finished file under its own name (one link, so the blob store adopts it by
-        # rename, not a copy); on any failure it goes back, so a retry or a drop finds it.
-        part = store.path(upload.id)
-        staged = part.with_suffix(".ingest")
-        if upload.expected_sha256 != digest:  # a crash from here on finds the bytes by this key (_recover_part)
-            with ctx.db.session() as s:
-                s.execute(update(Upload).where(Upload.id == upload.id).values(expected_sha256=digest))
-        os.replace(part, staged)
-        req = IngestRequest(
-            path=staged, sha256=digest, size=upload.length, media_id=upload.media_id,
-            contract_id=upload.contract_id, clinic_id=station_clinic or clinic_id,
-            patient_id=upload.patient_id, filename=upload.filename, captured_at=upload.captured_at,
-            source="station" if principal.role in ("station", "relay") else "viewer",
-            station_id=upload.station_id, created_over_limit=upload.created_over_limit,
-            # At a relay the row's transaction queues the upload to the cloud; notices are the cloud's to send.
-            notice_percents=() if ctx.role == "relay" else ctx.settings.quota_notice_percents,
-            relay=ctx.role == "relay",
-        )
-        try:
-            ingest(ctx.db, ctx.blobs, req, thumbnail_max_side=ctx.settings.thumbnail_max_side)
-        except BaseException:
-            if staged.exists():
-                os.replace(staged, part)
-            raise
-        staged.unlink(missing_ok=True)  # left in place when the same bytes were already stored
-        with ctx.db.session() as s:
-            s.execute(update(Upload).where(Upload.id == upload.id).values(completed_at=utcnow()))
-            done = s.get(Upload, upload.id)
-            assert done is not None
-            audit.add(s, principal, "media.upload", patient_id=upload.patient_id, media_id=upload.media_id,
-                      detail={"filename": upload.filename, "size": upload.length})
-        store.remove(upload.id)
-        return done
-
-    try:
-        return await anyio.to_thread.run_sync(run)
-    except Problem as problem:
-        # The bytes can never become a media item (wrong type, damaged, id reused): remove them.
-        await anyio.to_thread.run_sync(_drop, ctx, upload.id)
-        problem.headers.update(tus.base_headers())
-        raise
-
-
-def _recover_part(ctx: Context, upload: Upload) -> None:
-    """Put a finished upload's bytes back where its lock and `_complete` expect them after a crash
-    while storing it: from the staged file, or (the blob store had already adopted it) from the blob."""
-    part = parts(ctx).path(upload.id)
-    staged = part.with_suffix(".ingest")
-    if part.exists():
-        return
-    if staged.exists():
-        os.replace(staged, part)
-        return
-    stored = ctx.blobs.local_path(upload.expected_sha256) if upload.expected_sha256 else None
-    if stored is not None:  # rare (a crash in a few milliseconds' window): a copy, then the usual path
-        tmp = part.with_suffix(".copy")
-        shutil.copyfile(stored, tmp)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, part)
-
-
-def _relay_offline(ctx: Context) -> bool:
-    """At a relay: whether the cloud has not answered lately (relay/upstream.py)."""
-    if ctx.role != "relay":
-        return False
-    from chairside.relay.upstream import Upstream
-    up = ctx.extras.get("upstream")
-    return not (isinstance(up, Upstream) and up.online)
-
-
-def _check_disk(ctx: Context, length: int) -> None:
-    """At a relay: 507 when this upload would take the disk below relay_min_free_bytes (reads keep working)."""
-    free = shutil.disk_usage(ctx.settings.uploads_dir).free
-    if free - length < ctx.settings.relay_min_free_bytes:
-        raise Problem(507, "The clinic's relay is almost out of disk space, so this recording cannot be taken now. "
-                      "The recording is still on this station; ask the clinic's administrator or support to free "
-                      "space.", code="relay-disk-full", headers={**tus.base_headers(), "Retry-After": "600"},
-                      free_bytes=free, upload_bytes=length)
-
-
-def _relay_station(s: Session, principal: Principal, meta: dict[str, str]) -> uuid.UUID | None:
-    """The station named in a relay's forward (`station_id` metadata), checked to be of the relay's contract."""
-    if not meta.get("station_id"):
-        return None
-    station_id = _uuid(meta, "station_id")
-    found = s.scalar(select(Station.id).where(Station.id == station_id, Station.contract_id == principal.contract_id))
-    if found is None:
-        raise Problem(422, "The station this recording came from is not registered to this contract. Check the "
-                      "relay's settings, or register the station again.", code="unknown-station",
-                      headers=tus.base_headers())
-    return station_id
-
-
-def _station_clinic(ctx: Context, upload: Upload) -> uuid.UUID | None:
-    """Where the item was taken: the uploading station's clinic."""
-    if upload.station_id is None:
-        return None
-    from chairside.db.models import Station
-    with ctx.db.session() as s:
-        return s.scalar(select(Station.clinic_id).where(Station.id == upload.station_id))
-
-
-def sweep_expired(ctx: Context, now: datetime | None = None) -> int:
-    """Remove uploads whose time ran out (unfinished) or that finished long ago; answer how many."""
-    now = now or utcnow()
-    with ctx.db.session() as s:
-        ids = list(s.scalars(select(Upload.id).where(Upload.expires_at <= now).limit(10_000)))
-        if ids:
-            s.execute(delete(Upload).where(Upload.id.in_(ids)))
-    for upload_id in ids:
-        parts(ctx).remove(upload_id)
-    # Part files with no row (a crash between creating the file and committing the row).
-    with ctx.db.session() as s:
-        known = set(s.scalars(select(Upload.id)))
-    stale = 0
-    for path in ctx.settings.uploads_dir.glob("*.part"):
-        if path.stem not in known and now.timestamp() - path.stat().st_mtime > ctx.settings.upload_expiry_s:
-            path.unlink(missing_ok=True)
-            stale += 1
-    return len(ids) + stale
-
-
-async def sweeper(ctx: Context) -> None:
-    while True:
-        await asyncio.sleep(ctx.settings.upload_sweep_interval_s)
-        with contextlib.suppress(Exception):
-            await anyio.to_thread.run_sync(sweep_expired, ctx)
+    await anyio.to_thread.run_sync(service.load, ctx, principal, upload_id)
+    async with ctx.parts.locked(upload_id, ctx.settings.upload_lock_wait_s):
+        await anyio.to_thread.run_sync(service.drop, ctx, upload_id)
+    return Response(status_code=204, headers=tus_headers())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,27 +17,21 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from chairside.auth.tokens import SESSION_PREFIX, new_token, token_hash
 from chairside.context import Context
 from chairside.db.models import (
     Account,
     Clinic,
     DeviceSession,
-    EnrollmentCode,
     SignInThrottle,
-    Station,
     utcnow,
 )
 from chairside.domain.kana import fold
 from chairside.errors import Problem
-from chairside.feed import changes
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile defaults
 _DUMMY_HASH = _hasher.hash("chairside-timing-equaliser")
-SESSION_PREFIX, STATION_PREFIX = "cs_se", "cs_st"
 
-
-def sha256_hex(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def csrf_for(session_token: str) -> str:
@@ -158,7 +151,7 @@ def sign_in(
         _record_failure(ctx, {login_key: ctx.settings.signin_free_failures,
                               addr_key: ctx.settings.signin_free_failures_per_address}, now)
         raise Problem(401, "The login or the password is wrong. Check both and try again.", code="bad-credentials")
-    token = f"{SESSION_PREFIX}_{secrets.token_urlsafe(32)}"
+    token = new_token(SESSION_PREFIX)
     with ctx.db.session() as s:
         # Lock the account row: of two devices signing in at once, exactly one finds the other.
         s.scalar(select(Account).where(Account.id == account.id).with_for_update())
@@ -180,7 +173,7 @@ def sign_in(
         if current is not None:
             current.ended_at, current.end_reason, current.ended_by_device = now, "takeover", device_name[:100]
         session = DeviceSession(
-            account_id=account.id, contract_id=account.contract_id, token_hash=sha256_hex(token),
+            account_id=account.id, contract_id=account.contract_id, token_hash=token_hash(token),
             device_name=device_name[:100], address=address[:64], user_agent=user_agent[:300],
             created_at=now, last_seen_at=now, expires_at=now + timedelta(seconds=ctx.settings.session_max_age_s),
         )
@@ -206,48 +199,3 @@ def sign_out(ctx: Context, session_id: uuid.UUID) -> None:
     with ctx.db.session() as s:
         s.execute(update(DeviceSession).where(DeviceSession.id == session_id, DeviceSession.ended_at.is_(None))
                   .values(ended_at=utcnow(), end_reason="signout"))
-
-
-# -- stations -----------------------------------------------------------------------------------
-
-def new_enroll_code(ctx: Context, clinic_id: uuid.UUID) -> tuple[str, datetime]:
-    """A one-time code (shown once) that a new station exchanges for its token."""
-    code = "-".join(secrets.token_hex(2).upper() for _ in range(4))  # e.g. 3F2A-09BC-77E1-D004
-    expires = utcnow() + timedelta(seconds=ctx.settings.enroll_code_ttl_s)
-    with ctx.db.session() as s:
-        clinic = s.get(Clinic, clinic_id)
-        if clinic is None:
-            raise LookupError(f"no clinic {clinic_id}")
-        s.add(EnrollmentCode(contract_id=clinic.contract_id, clinic_id=clinic.id,
-                             code_hash=sha256_hex(code.replace("-", "").upper()), expires_at=expires))
-    return code, expires
-
-
-def enroll_station(ctx: Context, code: str, name: str) -> tuple[Station, str]:
-    normalized = code.replace("-", "").replace(" ", "").upper()
-    now = utcnow()
-    token = f"{STATION_PREFIX}_{secrets.token_urlsafe(32)}"
-    with ctx.db.session() as s:
-        row = s.scalar(select(EnrollmentCode).where(EnrollmentCode.code_hash == sha256_hex(normalized))
-                       .with_for_update())
-        if row is None or row.used_at is not None or row.expires_at <= now:
-            raise Problem(422, "This enrollment code is wrong, expired or already used. Ask the administrator "
-                          "for a new one (codes are valid for a short time and only once).", code="bad-enroll-code")
-        station = Station(contract_id=row.contract_id, clinic_id=row.clinic_id, name=name[:200],
-                          token_hash=sha256_hex(token))
-        s.add(station)
-        s.flush()
-        row.used_at, row.station_id = now, station.id
-        changes.station_changed(s, station)  # the clinic's relay learns the new station (and its token hash)
-    return station, token
-
-
-def revoke_station(ctx: Context, station_id: uuid.UUID, contract_id: uuid.UUID | None = None) -> Station:
-    with ctx.db.session() as s:
-        station = s.get(Station, station_id)
-        if station is None or (contract_id is not None and station.contract_id != contract_id):
-            raise LookupError(f"no station {station_id}")
-        if station.revoked_at is None:
-            station.revoked_at = utcnow()
-            changes.station_changed(s, station)  # relays stop accepting its token too
-        return station

@@ -46,7 +46,7 @@ from chairside.domain.billing import (
 from chairside.domain.billing import (
     PlanChange as DomainPlanChange,
 )
-from chairside.quota.usage import japan_day
+from chairside.domain.calendar import japan_day
 
 
 @dataclass(frozen=True)

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import sys
-import uuid
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from sqlalchemy import select
 
-from chairside.api.principal import new_token, token_hash
-from chairside.api.uploads import sweep_expired
-from chairside.app import build_context
-from chairside.auth.accounts import create_account, new_enroll_code, revoke_station
+from chairside.auth.accounts import create_account
 from chairside.cli import billing
 from chairside.cli.common import DatabaseUrl, DataDir, emit, fail, load_settings, parse_uuid
-from chairside.context import Context
-from chairside.db.models import Clinic, Contract, Relay, Station, utcnow
+from chairside.context import Context, build_context
+from chairside.db.models import Relay, Station
 from chairside.domain.plans import PlanError, onboarding_plan_hours, validate_plan_hours
 from chairside.errors import Problem
 from chairside.feed import changes
 from chairside.media.trash import purge_older_than
-from chairside.quota.plan_changes import record_first_plan
+from chairside.tenancy import service as tenancy
+from chairside.uploads.sweep import sweep_expired
 
 app = typer.Typer(no_args_is_help=True, help="Operator commands: contracts, clinics, stations, housekeeping.")
 contract_app = typer.Typer(no_args_is_help=True, help="Contracts (one clinic, or a corporation's branches).")
@@ -76,13 +73,8 @@ def contract_create(
     except PlanError as e:
         _fail(e.message)
         return
-    with _ctx().db.session() as s:
-        contract = Contract(name=name, plan_hours=hours, created_at=utcnow())
-        s.add(contract)
-        s.flush()
-        record_first_plan(s, contract)
-        changes.contract_changed(s, contract.id)
-        emit({"id": str(contract.id), "name": contract.name, "plan_hours": contract.plan_hours})
+    contract = tenancy.create_contract(_ctx(), name, hours)
+    emit({"id": str(contract.id), "name": contract.name, "plan_hours": contract.plan_hours})
 
 
 @clinic_app.command("create")
@@ -92,25 +84,12 @@ def clinic_create(
 ) -> None:
     """Add a clinic (site) to a contract; prints its id."""
     contract_id = _uuid(contract, "contract")
-    with _ctx().db.session() as s:
-        if s.get(Contract, contract_id) is None:
-            _fail(f"no contract {contract_id}")
-        clinic = Clinic(contract_id=contract_id, name=name)
-        s.add(clinic)
-        changes.clinic_changed(s, clinic)
-        emit({"id": str(clinic.id), "contract_id": str(contract_id), "name": name})
+    try:
+        clinic = tenancy.create_clinic(_ctx(), contract_id, name)
+    except LookupError as e:
+        _fail(str(e))
+    emit({"id": str(clinic.id), "contract_id": str(contract_id), "name": name})
 
-
-def create_station(ctx: Context, clinic_id: uuid.UUID, name: str) -> tuple[Station, str]:
-    token = new_token("cs_st")
-    with ctx.db.session() as s:
-        clinic = s.get(Clinic, clinic_id)
-        if clinic is None:
-            raise LookupError(f"no clinic {clinic_id}")
-        station = Station(contract_id=clinic.contract_id, clinic_id=clinic.id, name=name, token_hash=token_hash(token))
-        s.add(station)
-        changes.station_changed(s, station)
-    return station, token
 
 
 @station_app.command("create")
@@ -120,7 +99,7 @@ def station_create(
 ) -> None:
     """Register a capture station; prints its id and its token (shown once, stored hashed)."""
     try:
-        station, token = create_station(_ctx(), _uuid(clinic, "clinic"), name)
+        station, token = tenancy.create_station(_ctx(), _uuid(clinic, "clinic"), name)
     except LookupError as e:
         _fail(str(e))
         return
@@ -154,7 +133,7 @@ def trash_purge(
 def station_enroll_code(clinic: Annotated[str, typer.Option(help="Clinic id.")]) -> None:
     """Print a one-time code (valid for a short time) that a new station exchanges for its token."""
     try:
-        code, expires = new_enroll_code(_ctx(), _uuid(clinic, "clinic"))
+        code, expires = tenancy.new_enroll_code(_ctx(), _uuid(clinic, "clinic"))
     except LookupError as e:
         _fail(str(e))
         return
@@ -166,7 +145,7 @@ def station_enroll_code(clinic: Annotated[str, typer.Option(help="Clinic id.")])
 def station_revoke(station: Annotated[str, typer.Argument(help="Station id.")]) -> None:
     """Revoke a lost or retired station: its token stops working at once."""
     try:
-        row = revoke_station(_ctx(), _uuid(station, "station"))
+        row = tenancy.revoke_station(_ctx(), _uuid(station, "station"))
     except LookupError as e:
         _fail(str(e))
         return
@@ -196,28 +175,6 @@ def account_create(
 # --- relays -------------------------------------------------------------------------------------
 
 
-def create_relay(ctx: Context, clinic_id: uuid.UUID, name: str | None = None) -> tuple[Relay, str]:
-    """Register a clinic's relay box; answers the row and its token (shown once, stored hashed)."""
-    token = new_token("cs_rl")
-    with ctx.db.session() as s:
-        clinic = s.get(Clinic, clinic_id)
-        if clinic is None:
-            raise LookupError(f"no clinic {clinic_id}")
-        relay = Relay(contract_id=clinic.contract_id, clinic_id=clinic.id, name=(name or f"{clinic.name} relay")[:200],
-                      token_hash=token_hash(token))
-        s.add(relay)
-        s.flush()
-    return relay, token
-
-
-def revoke_relay(ctx: Context, relay_id: uuid.UUID) -> Relay:
-    with ctx.db.session() as s:
-        relay = s.get(Relay, relay_id)
-        if relay is None:
-            raise LookupError(f"no relay {relay_id}")
-        if relay.revoked_at is None:
-            relay.revoked_at = utcnow()
-        return relay
 
 
 def _relay_json(relay: Relay) -> dict[str, object]:
@@ -233,7 +190,7 @@ def relay_create(
 ) -> None:
     """Register a relay box; prints its id and its token (shown once, stored hashed): the relay's relay_token."""
     try:
-        relay, token = create_relay(_ctx(), _uuid(clinic, "clinic"), name)
+        relay, token = tenancy.create_relay(_ctx(), _uuid(clinic, "clinic"), name)
     except LookupError as e:
         _fail(str(e))
         return
@@ -254,7 +211,7 @@ def relay_list(contract: Annotated[str, typer.Option(help="Contract id.")]) -> N
 def relay_revoke(relay: Annotated[str, typer.Argument(help="Relay id.")]) -> None:
     """Revoke a lost or retired relay: its token stops working at once."""
     try:
-        row = revoke_relay(_ctx(), _uuid(relay, "relay"))
+        row = tenancy.revoke_relay(_ctx(), _uuid(relay, "relay"))
     except LookupError as e:
         _fail(str(e))
         return

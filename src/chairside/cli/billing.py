@@ -51,6 +51,7 @@ from chairside.domain.billing import (
     late_interest_days,
     parse_month,
 )
+from chairside.domain.calendar import japan_day
 from chairside.errors import Problem
 from chairside.quota import notify, plan_changes, usage
 
@@ -80,7 +81,7 @@ _YEN = re.compile(r"\d{1,3}(,\d{3})+|\d+", re.ASCII)
 
 def _today() -> date:
     """Today in Japan: billing's calendar (domain.billing takes Japanese calendar days)."""
-    return usage.japan_day(utcnow())
+    return japan_day(utcnow())
 
 
 def _day(text: str, what: str) -> date:
@@ -203,7 +204,7 @@ def cancel(
                   "last_billed_month": None, "withdrawn_notice_on": previous,
                   "note": "notice withdrawn: the contract goes on" if previous else "no notice was recorded"})
             return
-        start = usage.japan_day(row.created_at)
+        start = japan_day(row.created_at)
         if day < start:
             _fail(f"a notice on {day} is before the service started on {start}: check the date.")
         if day > today:

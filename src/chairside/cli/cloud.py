@@ -10,8 +10,9 @@ import typer
 import uvicorn
 from fastapi import FastAPI
 
-from chairside.app import build_context, create_app
+from chairside.app import create_app
 from chairside.cli.common import DatabaseUrl, DataDir, load_settings
+from chairside.context import build_context
 from chairside.settings import SETTINGS, Settings
 
 app = typer.Typer(no_args_is_help=True, help="The cloud server.")

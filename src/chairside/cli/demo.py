@@ -16,16 +16,16 @@ from rich.console import Console
 from rich.progress import Progress
 from sqlalchemy import select
 
-from chairside.api.patients import index_patient
-from chairside.app import build_context, create_app
+from chairside.app import create_app
 from chairside.auth.accounts import create_account
-from chairside.cli.admin import create_station
+from chairside.auth.principal import Principal
 from chairside.cli.cloud import run
 from chairside.cli.common import DatabaseUrl, DataDir, load_settings
-from chairside.context import Context
-from chairside.db.models import Account, Clinic, Contract, Patient
-from chairside.feed import changes
+from chairside.context import Context, build_context
+from chairside.db.models import Account, Contract
 from chairside.media.ingest import IngestRequest, file_sha256, ingest
+from chairside.patients import service as patients_service
+from chairside.tenancy import service as tenancy
 
 # (name, kana, sex): about twenty patients, as a clinic's reception would type them.
 PATIENTS = [
@@ -67,32 +67,19 @@ def seed(ctx: Context, console: Console) -> dict[str, object]:
         stored: dict[str, object] = json.loads(cred_file.read_text())
         return _viewer_account(ctx, stored)
     rng = random.Random(20261124)
-    with ctx.db.session() as s:
-        contract = Contract(name="医療法人 デモ歯科", plan_hours=100)
-        s.add(contract)
-        s.flush()
-        changes.contract_changed(s, contract.id)
-        clinics = [Clinic(contract_id=contract.id, name=n) for n in ("デモ歯科 本院", "デモ歯科 駅前分院")]
-        s.add_all(clinics)
-        for clinic in clinics:
-            changes.clinic_changed(s, clinic)
-        patients = []
-        for i, (name, kana, sex) in enumerate(PATIENTS):
-            p = Patient(
-                contract_id=contract.id, clinic_id=clinics[i % 2].id, chart_no=f"{1001 + i:05d}",
-                name=name, name_kana=kana, sex=sex,
-                birth_date=date(1950 + rng.randrange(60), rng.randrange(1, 13), rng.randrange(1, 29)),
-            )
-            s.add(p)
-            s.flush()
-            index_patient(s, p)
-            changes.patient_changed(s, p)
-            patients.append((p.id, p.clinic_id))
-        contract_id, clinic_ids = contract.id, [c.id for c in clinics]
+    contract = tenancy.create_contract(ctx, "医療法人 デモ歯科", 100)
+    clinic_ids = [tenancy.create_clinic(ctx, contract.id, name).id for name in ("デモ歯科 本院", "デモ歯科 駅前分院")]
+    operator = Principal("operator", contract.id, None, name="chairside demo")
+    patients = []
+    for i, (name, kana, sex) in enumerate(PATIENTS):
+        birth = date(1950 + rng.randrange(60), rng.randrange(1, 13), rng.randrange(1, 29))
+        p = patients_service.create(ctx, operator, clinic_ids[i % 2], f"{1001 + i:05d}", name, kana, birth, sex)
+        patients.append((p.id, p.clinic_id))
+    contract_id = contract.id
     stations = []
     for clinic_id, names in zip(clinic_ids, (["Chair 1", "Chair 2"], ["Chair 1", "Chair 2"]), strict=True):
         for name in names:
-            station, token = create_station(ctx, clinic_id, name)
+            station, token = tenancy.create_station(ctx, clinic_id, name)
             stations.append({"id": str(station.id), "clinic_id": str(clinic_id), "name": name, "token": token})
     _seed_media(ctx, console, contract_id, patients, rng)
     creds: dict[str, object] = {"contract_id": str(contract_id), "clinic_ids": [str(c) for c in clinic_ids],

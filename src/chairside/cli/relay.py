@@ -53,15 +53,15 @@ def serve(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run the relay (migrates its database first). Stations point at http://<relay>:PORT."""
-    from chairside.app import build_context, create_app
+    from chairside.app import create_app
     from chairside.cli.cloud import run
-    from chairside.relay.upstream import Upstream as UpstreamLink
+    from chairside.context import build_context
+    from chairside.relay.runtime import attach
     settings = relay_settings(data, database_url, upstream, token)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     assert settings.upstream_url is not None and settings.relay_token is not None
     ctx = build_context(settings, role="relay")
-    ctx.extras["upstream"] = UpstreamLink(settings.upstream_url, settings.relay_token,
-                                          offline_after_s=settings.relay_offline_after_s)
+    attach(ctx, settings.upstream_url, settings.relay_token)
     typer.echo(f"relay: upstream {settings.upstream_url}, bandwidth {settings.relay_bandwidth!r}, "
                f"{settings.relay_upload_parallel} transfers at once, chunks of "
                f"{settings.relay_upload_chunk_bytes} bytes", err=True)
@@ -96,7 +96,7 @@ def status(
             fail(f"the relay answered {response.status_code}: {detail}")
         result: dict[str, Any] = response.json()
     elif data is not None:
-        from chairside.app import build_context
+        from chairside.context import build_context
         from chairside.relay.runner import status as relay_status
         settings = Settings.load(data_dir=data, database_url=database_url)
         if not database_url and not (settings.data_dir / "chairside.db").exists():

@@ -49,8 +49,8 @@ class IngestRequest:
     # The upload began while the contract was at or over its video limit: a video is refused (usage.py).
     created_over_limit: bool = False
     notice_percents: tuple[int, ...] = usage.DEFAULT_NOTICE_PERCENTS
-    # At a relay: the row's transaction also queues the upload to the cloud and pins the blobs (relay/uploader.py).
-    relay: bool = False
+    # The row's transaction also queues the upload upstream and pins its blobs (a relay: relay/uploader.py).
+    queue_upstream: bool = False
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -141,7 +141,7 @@ def ingest(db: Database, blobs: BlobStore, req: IngestRequest, *, thumbnail_max_
                 s.flush()  # a second row for this id fails here, before the counter moves
                 usage.count_video(s, item, created_over_limit=req.created_over_limit, percents=req.notice_percents)
             changes.media_changed(s, item)  # the changes feed: in the same transaction as the row
-            if req.relay:  # acknowledged at the relay = queued for the cloud, and never evicted before it is there
+            if req.queue_upstream:  # acknowledged at a relay = queued for the cloud, never evicted before it is there
                 queue_upload(s, item, thumb_size=len(thumb))
     except IntegrityError:
         # Another request stored the same id first: same bytes is success, other bytes a conflict.

@@ -1,17 +1,63 @@
-"""Purging: remove a trashed item's row, then its blobs when nothing else uses them."""
+"""The trash: move an item in, take it out, purge it for good. The one place for each of these rules.
+
+Trashing and restoring are reversible flags (`deleted_at`) that carry their audit entry, their
+changes-feed event and, where the role queues writes upstream (a relay), their outbox operation,
+all in the caller's transaction. Purging removes the row and then each blob that nothing else
+uses; the feed carries a tombstone, and the video's hours are freed in the same transaction.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
 
+from chairside.auth import audit
+from chairside.auth.principal import Principal
 from chairside.blobs import BlobStore
+from chairside.context import Context
 from chairside.db.engine import Database
 from chairside.db.models import Media, MediaDerivative, utcnow
 from chairside.feed import changes
+from chairside.media.items import not_found
 from chairside.quota import usage
+from chairside.relay import outbox
+from chairside.tenancy import visibility
+
+
+def trash(ctx: Context, s: Session, principal: Principal, media_id: uuid.UUID, *, at: datetime | None = None,
+          detail: dict[str, Any] | None = None) -> tuple[Media, bool]:
+    """Move a visible item to the trash (at `at`, default now); answers the item and whether it changed."""
+    item = visibility.media_item(s, principal, media_id, include_deleted=True)
+    if item is None:
+        raise not_found()
+    if item.deleted_at is not None:
+        return item, False
+    item.deleted_at = at or utcnow()
+    audit.add(s, principal, "media.trash", patient_id=item.patient_id, media_id=item.id, detail=detail)
+    changes.media_changed(s, item)
+    if ctx.role.queues_writes_upstream:
+        outbox.record(s, "media.trash", item.id, {"id": str(item.id), "at": item.deleted_at.isoformat()})
+    return item, True
+
+
+def restore(ctx: Context, s: Session, principal: Principal, media_id: uuid.UUID, *,
+            detail: dict[str, Any] | None = None) -> tuple[Media, bool]:
+    """Take a visible item out of the trash; answers the item and whether it changed."""
+    item = visibility.media_item(s, principal, media_id, include_deleted=True)
+    if item is None:
+        raise not_found()
+    if item.deleted_at is None:
+        return item, False
+    item.deleted_at = None
+    audit.add(s, principal, "media.restore", patient_id=item.patient_id, media_id=item.id, detail=detail)
+    changes.media_changed(s, item)
+    if ctx.role.queues_writes_upstream:
+        outbox.record(s, "media.restore", item.id, {"id": str(item.id), "at": utcnow().isoformat()})
+    return item, True
 
 
 def purge_media(db: Database, blobs: BlobStore, media_id: uuid.UUID) -> bool:

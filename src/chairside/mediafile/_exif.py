@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 from PIL import ExifTags, Image
 
+from chairside.domain.calendar import CLINIC_TZ
+
 #: Capture times without a UTC offset are clinic-local; all clinics are in Japan (no DST).
-CLINIC_TZ = ZoneInfo("Asia/Tokyo")
 
 ORIENTATION = 0x0112
 DATETIME_ORIGINAL = 0x9003

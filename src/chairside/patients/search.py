@@ -7,7 +7,7 @@ word), each with the patient's sort key, the folded kana name. A query is folded
 (contract_id, term, sort_key, patient_id) hands the matching patients over already in kana
 order, one row per patient, so the database reads as many index entries as the page holds,
 for 「さ」 as for a whole chart number. The patients are joined by primary key through
-db.visibility, which stays the one place that decides what a caller may see.
+tenancy/visibility.py, which stays the one place that decides what a caller may see.
 
 A query longer than PREFIX_CAP characters is looked up by its first PREFIX_CAP characters,
 and the candidates (few: they share a 24-character prefix) are checked against the whole key.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, tuple_
+from sqlalchemy import Select, delete, insert, tuple_
 from sqlalchemy.orm import Session
 
 from chairside.db.models import Patient, PatientSearchTerm
@@ -42,6 +42,13 @@ def prefixes(chart_no: str, name: str, name_kana: str) -> set[str]:
         for term in search_terms(chart_no, name, name_kana)
         for n in range(1, min(len(term), PREFIX_CAP) + 1)
     }
+
+
+def index_patient(s: Session, patient: Patient) -> None:
+    """(Re)write the patient's search rows: every prefix of its terms, with its kana sort key."""
+    s.execute(delete(PatientSearchTerm).where(PatientSearchTerm.patient_id == patient.id))
+    s.execute(insert(PatientSearchTerm), index_rows(
+        patient.id, patient.contract_id, patient.chart_no, patient.name, patient.name_kana))
 
 
 def index_rows(

@@ -22,6 +22,7 @@ import anyio
 
 from chairside.context import Context
 from chairside.db.models import Contract, Notice
+from chairside.domain.calendar import CLINIC_TZ
 from chairside.jobs import queue
 from chairside.quota import usage
 from chairside.settings import Settings
@@ -38,7 +39,7 @@ def compose(notice: Notice, contract: Contract, settings: Settings, recipients: 
     """The e-mail for a notice: Japanese first, then English; figures as at the crossing."""
     used = f"{usage.used_hours(notice.used_ms):.2f}"
     p, plan = notice.threshold_percent, notice.plan_hours
-    when = notice.created_at.astimezone(usage.JAPAN)
+    when = notice.created_at.astimezone(CLINIC_TZ)
     title, message = usage.notice_text(notice, contract.name)
     ja = [
         f"{contract.name} ご担当者様",

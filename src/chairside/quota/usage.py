@@ -22,7 +22,6 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from pathlib import PurePosixPath
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from chairside.db.engine import Database
 from chairside.db.models import Contract, Media, Notice, QuotaDaily, utcnow
+from chairside.domain.calendar import japan_day
 from chairside.domain.plans import PLAN_STEP_HOURS
 from chairside.errors import Problem
 from chairside.feed import changes
@@ -37,7 +37,6 @@ from chairside.jobs import queue
 from chairside.settings import SETTINGS
 
 MS_PER_HOUR = 3_600_000
-JAPAN = ZoneInfo("Asia/Tokyo")
 NOTICE_MAIL = "notice-mail"  # the job kind that e-mails a notice (chairside.quota.notify)
 
 #: The notice thresholds when the caller has no Settings at hand (the declared default).
@@ -60,9 +59,6 @@ def video_ms(duration_s: float | None) -> int:
 def plan_ms(plan_hours: int) -> int:
     return plan_hours * MS_PER_HOUR
 
-
-def japan_day(when: datetime) -> date:
-    return when.astimezone(JAPAN).date()
 
 
 def hours(ms: int) -> Decimal:

@@ -41,6 +41,7 @@ from chairside.context import Context
 from chairside.db.models import CachedBlob, Media, utcnow
 from chairside.errors import Problem
 from chairside.media.ranges import BlobResponse
+from chairside.relay.runtime import runtime_of
 from chairside.relay.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -85,13 +86,12 @@ def _gone_at_cloud() -> Problem:
 # --- bookkeeping ----------------------------------------------------------------------------
 
 def _upstream(ctx: Context) -> Upstream | None:
-    up = ctx.extras.get("upstream")
-    return up if isinstance(up, Upstream) else None
+    return ctx.relay.upstream if ctx.relay is not None else None
 
 
 def _client(ctx: Context, up: Upstream) -> httpx.AsyncClient:
     """One client per event loop (an httpx client's connections belong to the loop that made them)."""
-    clients: dict[int, httpx.AsyncClient] = ctx.extras.setdefault("cache_clients", {})  # type: ignore[assignment]
+    clients = runtime_of(ctx).cache_clients
     key = id(asyncio.get_running_loop())
     client = clients.get(key)
     if client is None or client.is_closed:
@@ -101,8 +101,9 @@ def _client(ctx: Context, up: Upstream) -> httpx.AsyncClient:
 
 async def close_clients(ctx: Context) -> None:
     """Close this event loop's client to the cloud (at the end of a task runner's loop)."""
-    clients: dict[int, httpx.AsyncClient] = ctx.extras.setdefault("cache_clients", {})  # type: ignore[assignment]
-    client = clients.pop(id(asyncio.get_running_loop()), None)
+    if ctx.relay is None:
+        return
+    client = ctx.relay.cache_clients.pop(id(asyncio.get_running_loop()), None)
     if client is not None:
         await client.aclose()
 
@@ -139,7 +140,10 @@ def stats(ctx: Context) -> dict[str, Any]:
 
 def touch(ctx: Context, sha256: str) -> None:
     """Mark a blob as used now, at most once a minute per blob (a read must not cost a write each time)."""
-    touched: dict[str, float] = ctx.extras.setdefault("cache_touched", {})  # type: ignore[assignment]
+    if ctx.relay is None:  # not serving: nothing to spare
+        touched: dict[str, float] = {}
+    else:
+        touched = ctx.relay.cache_touched
     now = time.monotonic()
     last = touched.get(sha256)
     if last is not None and now - last < TOUCH_EVERY_S:
@@ -212,7 +216,7 @@ async def janitor(ctx: Context, interval_s: float = JANITOR_INTERVAL_S) -> None:
 # --- downloads ------------------------------------------------------------------------------
 
 def _downloads(ctx: Context) -> dict[tuple[int, str], asyncio.Task[bool]]:
-    return ctx.extras.setdefault("cache_downloads", {})  # type: ignore[return-value]
+    return runtime_of(ctx).cache_downloads
 
 
 def start_download(ctx: Context, media_id: uuid.UUID, sha256: str, size: int) -> asyncio.Task[bool]:

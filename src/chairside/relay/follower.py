@@ -36,8 +36,6 @@ import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from chairside.api.patients import index_patient
-from chairside.clock import clock_for
 from chairside.context import Context
 from chairside.db.models import (
     CachedBlob,
@@ -53,8 +51,10 @@ from chairside.db.models import (
 )
 from chairside.domain.hlc import Clock, is_valid, newer
 from chairside.feed.rows import from_json, upsert
+from chairside.patients.search import index_patient
 from chairside.relay import cache
 from chairside.relay.prefetch import Prefetcher, Wanted
+from chairside.relay.runtime import FollowerStatus, runtime_of
 from chairside.relay.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -92,21 +92,17 @@ def cursor(ctx: Context) -> int:
     return int(state(ctx).get("cursor", 0))
 
 
-def _runtime(ctx: Context) -> dict[str, Any]:
-    return ctx.extras.setdefault("follower", {"last_error": None, "errors": 0, "skipped": 0})  # type: ignore[return-value]
-
-
 def status(ctx: Context) -> dict[str, Any]:
     """For the relay's status endpoint: where the replica is in the cloud's feed."""
     st = state(ctx)
-    run = _runtime(ctx)
+    run = ctx.relay.follower if ctx.relay is not None else FollowerStatus()
     cur, head = int(st.get("cursor", 0)), int(st.get("head", 0))
     return {
         "cursor": cur,
         "head": head,
         "behind": max(0, head - cur),
         "applied_at": st.get("applied_at"),
-        "last_error": run.get("last_error"),
+        "last_error": run.last_error,
         "skipped_events": int(st.get("skipped", 0)),
     }
 
@@ -124,7 +120,7 @@ def apply_page(ctx: Context, page: dict[str, Any], *, expect_after: int | None =
             # Another follower (a second process on the same database) moved on meanwhile: drop this page.
             log.warning("feed cursor moved from %s to %s meanwhile; page dropped", expect_after, current.get("cursor"))
             return applied
-        clock = clock_for(ctx, s)
+        clock = ctx.clock.get(s)
         for event in items:
             try:
                 with s.begin_nested():
@@ -313,10 +309,7 @@ async def fetch_page(ctx: Context, client: httpx.AsyncClient, after: int, *, lim
 
 
 def _upstream(ctx: Context) -> Upstream:
-    up = ctx.extras.get("upstream")
-    if not isinstance(up, Upstream):
-        raise RuntimeError("the relay has no upstream (set upstream_url and relay_token)")
-    return up
+    return runtime_of(ctx).upstream
 
 
 async def sync_once(ctx: Context, client: httpx.AsyncClient, *, limit: int = PAGE_LIMIT, wait: float = 0.0,
@@ -348,8 +341,9 @@ async def run(ctx: Context, *, limit: int = PAGE_LIMIT) -> None:
     wait = max(0.0, min(60.0, ctx.settings.relay_feed_wait_s))
     client = up.async_client(timeout=30.0, read_timeout=wait + 15.0)  # a silent stall ends, never hangs
     prefetcher = Prefetcher(ctx)
-    ctx.extras["prefetcher"] = prefetcher
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
+    runtime.prefetcher = prefetcher
+    status = runtime.follower
     backoff = BACKOFF_MIN_S
     more = True
     try:
@@ -359,14 +353,14 @@ async def run(ctx: Context, *, limit: int = PAGE_LIMIT) -> None:
                 page = await sync_once(ctx, client, limit=limit, wait=0.0 if more else wait, prefetcher=prefetcher)
                 more = bool(page.get("more"))
                 backoff = BACKOFF_MIN_S
-                runtime["last_error"] = None
+                status.last_error = None
                 if not page["items"] and time.monotonic() - started < 0.5:
                     await asyncio.sleep(0.5)  # a cloud that does not hold long polls must not be hammered
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                runtime["last_error"] = str(e)[:300] or repr(e)
-                runtime["errors"] = int(runtime.get("errors", 0)) + 1
+                status.last_error = str(e)[:300] or repr(e)
+                status.errors += 1
                 if isinstance(e, (httpx.TransportError, FeedError)):
                     log.warning("feed: %s; trying again in %.0f s", e, backoff)
                 else:

@@ -1,4 +1,4 @@
-"""The relay's background work, started by the app's lifespan when ctx.role == "relay".
+"""The relay's background work, started by the app's lifespan when the context has a relay runtime.
 
 - the uploader (relay/uploader.py): carries the outbox to the cloud;
 - the feed follower (relay/follower.py): keeps the relay's replica current;
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from chairside.context import Context
 from chairside.db.models import RelayState
 from chairside.relay import cache, follower
+from chairside.relay.runtime import runtime_of
 from chairside.relay.uploader import Uploader, status_figures
 from chairside.relay.upstream import Upstream
 
@@ -38,10 +39,7 @@ SAVE_EVERY_S = 5.0
 
 
 def upstream_of(ctx: Context) -> Upstream:
-    up = ctx.extras.get("upstream")
-    if not isinstance(up, Upstream):
-        raise RuntimeError("the relay has no upstream: start it with `chairside relay serve --upstream URL --token T`")
-    return up
+    return runtime_of(ctx).upstream
 
 
 async def _forever(name: str, make: Callable[[], Awaitable[None]]) -> None:
@@ -61,7 +59,7 @@ async def run_relay_tasks(ctx: Context) -> None:
     """Every background task of the relay, until cancelled."""
     up = upstream_of(ctx)
     uploader = Uploader(ctx, up)
-    ctx.extras["uploader"] = uploader
+    runtime_of(ctx).uploader = uploader
     tasks = [asyncio.create_task(_forever("uploader", uploader.run)),
              asyncio.create_task(_forever("state", functools.partial(_save_state_loop, ctx))),
              asyncio.create_task(_forever("heartbeat", functools.partial(heartbeat, ctx)))]
@@ -105,8 +103,8 @@ async def _save_state_loop(ctx: Context) -> None:
 
 def _save_state(ctx: Context) -> None:
     up = upstream_of(ctx)
-    uploader = ctx.extras.get("uploader")
-    rate = uploader.meter.rate() if isinstance(uploader, Uploader) else 0.0
+    uploader = runtime_of(ctx).uploader
+    rate = uploader.meter.rate() if uploader is not None else 0.0
     value = {"upstream": up.base_url, "last_contact": up.last_contact, "last_error": up.last_error,
              "upload_rate_bps": round(rate * 8),
              "saved_at": time.time()}
@@ -143,13 +141,13 @@ def status(ctx: Context) -> dict[str, Any]:
         over = s.get(RelayState, OVER_QUOTA_KEY)
         saved_value = dict(saved.value) if saved else {}
         over_count = int(over.value.get("count", 0)) if over else 0
-    up = ctx.extras.get("upstream")
-    uploader = ctx.extras.get("uploader")
-    if isinstance(up, Upstream):
+    up = ctx.relay.upstream if ctx.relay is not None else None
+    uploader = ctx.relay.uploader if ctx.relay is not None else None
+    if up is not None:
         url: str | None = up.base_url
         last_contact, last_error = up.last_contact, up.last_error
         online = up.online
-        rate_bps = round(uploader.meter.rate() * 8) if isinstance(uploader, Uploader) else 0
+        rate_bps = round(uploader.meter.rate() * 8) if uploader is not None else 0
         live = True
     else:
         url = ctx.settings.upstream_url or saved_value.get("upstream")
@@ -167,7 +165,7 @@ def status(ctx: Context) -> dict[str, Any]:
         "last_error": last_error,
         **status_figures(ctx),
         "upload_rate_bps": rate_bps,
-        "bandwidth_cap_bps": (uploader.throttle.rate_bps if isinstance(uploader, Uploader) else None),
+        "bandwidth_cap_bps": (uploader.throttle.rate_bps if uploader is not None else None),
         "accepted_over_quota": over_count,
     }
     parts: tuple[tuple[str, Callable[[Context], dict[str, Any]]], ...] = (
