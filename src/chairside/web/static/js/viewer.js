@@ -1,9 +1,9 @@
-// One photo or video, full screen: play, seek, speed, frame step, zoom and pan, draw on a paused frame
-// or a photo (saved as a layer over the original), tags, download, save a frame as a new photo.
+// One photo or video, full screen: play, seek, speed, frame step, zoom and pan, annotate a paused frame
+// or a photo (an annotation is stored apart from the original), tags, download, save a frame as a new photo.
 
 import { api, url } from './api.js';
 import { download, h, replace, trapFocus } from './dom.js';
-import { COLORS, Sketch, TOOLS, WIDTHS } from './draw.js';
+import { COLORS, Sketch, TOOLS, WIDTHS } from './annotate.js';
 import { fmtClock, fmtDateTime, fmtDuration, t } from './i18n.js';
 import { icon } from './icons.js';
 import { controls, playerKey, SyncGroup } from './player.js';
@@ -11,10 +11,10 @@ import { messageFor } from './session.js';
 import { Stage } from './stage.js';
 import { toast } from './widgets.js';
 
-const SHOW_KEY = 'chairside.showDrawings';
+const SHOW_KEY = 'chairside.showDrawings'; // a saved preference: the key keeps its first name
 export const SUGGESTED_TAGS = ['初診', '術前', '術中', '術後', '経過', '説明用'];
 
-export const drawingsShown = () => localStorage.getItem(SHOW_KEY) !== '0';
+export const annotationsShown = () => localStorage.getItem(SHOW_KEY) !== '0';
 
 export function mediaElement(item) {
   const label = `${t(item.kind === 'video' ? 'kind.video' : 'kind.photo')} ${fmtDateTime(item.captured_at)}`;
@@ -25,7 +25,7 @@ export function mediaElement(item) {
   return h('img', { class: 'media', src: url.display(item.id), alt: label, draggable: 'false', decoding: 'async' });
 }
 
-export async function loadLayers(stage, item) {
+export async function loadAnnotations(stage, item) {
   try {
     const list = await api(`/api/v1/media/${item.id}/annotations`);
     stage.layers = list.items;
@@ -41,7 +41,7 @@ function iconButton(name, label, onclick, attrs = {}) {
     icon(name));
 }
 
-/** Ask for a drawing's text in a small field where the user tapped. */
+/** Ask for an annotation's text in a small field where the user tapped. */
 function askText(host, x, y) {
   return new Promise((resolve) => {
     const input = h('input', { class: 'ink-text', type: 'text', maxlength: 500, 'aria-label': t('draw.textPrompt'),
@@ -112,18 +112,18 @@ export class Viewer {
     const media = mediaElement(item);
     this.stage = new Stage(media, { onTap: () => { if (this.group && !this.sketch) this.group.toggle(); },
       onZoom: (s) => { if (this.zoomLabel) this.zoomLabel.textContent = `${Math.round(s * 100)}%`; } });
-    this.stage.showLayers = drawingsShown();
+    this.stage.showLayers = annotationsShown();
     this.editing = null;
     this.body = h('div', { class: 'viewer-body' }, this.stage.el);
     this.foot = h('div', { class: 'viewer-foot' });
-    this.layersCount = h('span', { class: 'count' }, '0');
-    const eye = iconButton(this.stage.showLayers ? 'eye' : 'eyeOff', t('draw.toggle'), () => this.toggleLayers(eye),
+    this.annotationCount = h('span', { class: 'count' }, '0');
+    const eye = iconButton(this.stage.showLayers ? 'eye' : 'eyeOff', t('draw.toggle'), () => this.toggleAnnotations(eye),
       { 'aria-pressed': String(this.stage.showLayers), id: 'toggle-drawings' });
     this.actions = h('div', { class: 'viewer-actions', role: 'toolbar', 'aria-label': t('viewer.actions') },
       eye,
       h('button', { class: 'btn icon-btn with-count', type: 'button', id: 'layers-button', 'aria-label': t('draw.layers'),
-        title: t('draw.layers'), onclick: () => this.toggleLayerList() }, icon('layers'), this.layersCount),
-      iconButton('pen', t('draw.start'), () => this.startDrawing(), { id: 'draw-button' }),
+        title: t('draw.layers'), onclick: () => this.toggleAnnotationList() }, icon('layers'), this.annotationCount),
+      iconButton('pen', t('draw.start'), () => this.startAnnotating(), { id: 'draw-button' }),
       iconButton('tag', t('tags.edit'), () => this.editTags(), { id: 'tags-button' }),
       iconButton('download', t('viewer.download'), () => download(url.content(item.id), item.filename)),
       iconButton('fullscreen', t('viewer.fullscreen'), () => this.fullscreen()));
@@ -143,15 +143,15 @@ export class Viewer {
       this.actions, this.body, this.foot);
     if (item.kind === 'video') this.setupVideo(media, item);
     else this.setupPhoto();
-    loadLayers(this.stage, item).then((layers) => this.layersLoaded(layers));
+    loadAnnotations(this.stage, item).then((annotations) => this.annotationsLoaded(annotations));
     this.el.querySelector('#viewer-close').focus();
   }
 
-  layersLoaded(layers) {
-    this.layersCount.textContent = String(layers.length);
-    this.el.dataset.layers = String(layers.length);
+  annotationsLoaded(annotations) {
+    this.annotationCount.textContent = String(annotations.length);
+    this.el.dataset.layers = String(annotations.length);
     this.controlsBar?.refreshMarks?.();
-    if (this.layerList) this.renderLayerList();
+    if (this.annotationList) this.renderAnnotationList();
   }
 
   setupVideo(video, item) {
@@ -184,7 +184,7 @@ export class Viewer {
     if (next >= 0 && next < this.items.length) this.show(next);
   }
 
-  toggleLayers(button) {
+  toggleAnnotations(button) {
     this.stage.showLayers = !this.stage.showLayers;
     localStorage.setItem(SHOW_KEY, this.stage.showLayers ? '1' : '0');
     button.setAttribute('aria-pressed', String(this.stage.showLayers));
@@ -192,68 +192,68 @@ export class Viewer {
     this.stage.redraw();
   }
 
-  toggleLayerList() {
-    if (this.layerList) { this.layerList.remove(); this.layerList = null; return; }
-    this.layerList = h('div', { class: 'layer-list', role: 'region', 'aria-label': t('draw.layers') });
-    this.body.append(this.layerList);
-    this.renderLayerList();
+  toggleAnnotationList() {
+    if (this.annotationList) { this.annotationList.remove(); this.annotationList = null; return; }
+    this.annotationList = h('div', { class: 'layer-list', role: 'region', 'aria-label': t('draw.layers') });
+    this.body.append(this.annotationList);
+    this.renderAnnotationList();
   }
 
-  renderLayerList() {
-    const layers = this.stage.layers;
-    replace(this.layerList,
+  renderAnnotationList() {
+    const annotations = this.stage.layers;
+    replace(this.annotationList,
       h('h2', {}, t('draw.layers')),
-      layers.length ? h('ul', {}, layers.map((layer, i) => h('li', {},
+      annotations.length ? h('ul', {}, annotations.map((annotation, i) => h('li', {},
         h('span', { class: 'layer-name' }, `${t('draw.layer')} ${i + 1}`,
-          layer.media_time_s !== null ? ` · ${fmtClock(layer.media_time_s)}` : '',
-          h('small', {}, `${layer.author_name} · ${fmtDateTime(layer.updated_at)}`)),
-        layer.media_time_s !== null
-          ? iconButton('clock', t('draw.goto'), () => { this.group?.pause(); this.group?.seek(layer.media_time_s); })
+          annotation.media_time_s !== null ? ` · ${fmtClock(annotation.media_time_s)}` : '',
+          h('small', {}, `${annotation.author_name} · ${fmtDateTime(annotation.updated_at)}`)),
+        annotation.media_time_s !== null
+          ? iconButton('clock', t('draw.goto'), () => { this.group?.pause(); this.group?.seek(annotation.media_time_s); })
           : null,
-        iconButton('pen', t('draw.edit'), () => this.startDrawing(layer)),
-        iconButton('trash', t('draw.delete'), () => this.deleteLayer(layer)))))
+        iconButton('pen', t('draw.edit'), () => this.startAnnotating(annotation)),
+        iconButton('trash', t('draw.delete'), () => this.deleteAnnotation(annotation)))))
         : h('p', { class: 'hint' }, t('draw.none')));
   }
 
-  async deleteLayer(layer) {
+  async deleteAnnotation(annotation) {
     if (!window.confirm(t('draw.confirmDelete'))) return;
     try {
-      await api(`/api/v1/annotations/${layer.id}`, { method: 'DELETE' });
-      this.layersLoaded(await loadLayers(this.stage, this.item));
+      await api(`/api/v1/annotations/${annotation.id}`, { method: 'DELETE' });
+      this.annotationsLoaded(await loadAnnotations(this.stage, this.item));
       toast(t('draw.deleted'));
     } catch (e) {
       toast(messageFor(e), { kind: 'error' });
     }
   }
 
-  startDrawing(layer = null) {
+  startAnnotating(annotation = null) {
     if (this.sketch) return;
-    this.layerList?.remove();
-    this.layerList = null;
+    this.annotationList?.remove();
+    this.annotationList = null;
     if (this.group) {
       this.group.pause();
-      if (layer && layer.media_time_s !== null) this.group.seek(layer.media_time_s);
+      if (annotation && annotation.media_time_s !== null) this.group.seek(annotation.media_time_s);
     }
-    this.editing = layer;
+    this.editing = annotation;
     this.stage.setDrawing(true);
     this.stage.reset();
     this.sketch = new Sketch(this.stage.ink, {
       onChange: () => this.stage.redraw(),
       askText: (x, y) => askText(this.el, x, y),
     });
-    if (layer) {
-      this.sketch.shapes = structuredClone(layer.shapes);
-      this.stage.hiddenLayer = layer.id;
+    if (annotation) {
+      this.sketch.shapes = structuredClone(annotation.shapes);
+      this.stage.hiddenLayer = annotation.id;
     }
     this.stage.extraShapes = () => this.sketch?.current() || [];
     this.stage.redraw();
     this.el.classList.add('is-drawing');
     this.footBefore = [...this.foot.childNodes];
-    replace(this.foot, this.drawTools());
+    replace(this.foot, this.annotationTools());
     this.foot.querySelector('.tool[aria-pressed="true"]')?.focus();
   }
 
-  drawTools() {
+  annotationTools() {
     const pressed = (group, value) => group.forEach((b) => b.setAttribute('aria-pressed', String(b.dataset.value === value)));
     const tools = TOOLS.map((tool) => h('button', { class: 'btn icon-btn tool', type: 'button', dataset: { value: tool },
       'aria-label': t(`draw.tool.${tool}`), title: t(`draw.tool.${tool}`), 'aria-pressed': String(tool === this.sketch.tool),
@@ -273,12 +273,12 @@ export class Viewer {
         iconButton('undo', t('draw.undo'), () => this.sketch.undo()),
         iconButton('trash', t('draw.clear'), () => this.sketch.clear())),
       h('span', { class: 'spacer' }),
-      h('button', { class: 'btn', type: 'button', onclick: () => this.stopDrawing() }, t('common.cancel')),
-      h('button', { class: 'btn primary', type: 'button', id: 'draw-save', onclick: () => this.saveDrawing() },
+      h('button', { class: 'btn', type: 'button', onclick: () => this.stopAnnotating() }, t('common.cancel')),
+      h('button', { class: 'btn primary', type: 'button', id: 'draw-save', onclick: () => this.saveAnnotation() },
         t('draw.save')));
   }
 
-  stopDrawing() {
+  stopAnnotating() {
     this.sketch?.destroy();
     this.sketch = null;
     this.editing = null;
@@ -291,7 +291,7 @@ export class Viewer {
     this.el.querySelector('#draw-button')?.focus();
   }
 
-  async saveDrawing() {
+  async saveAnnotation() {
     const shapes = this.sketch.shapes;
     const time = this.video ? Math.round(this.video.currentTime * 10000) / 10000 : null;
     try {
@@ -303,9 +303,9 @@ export class Viewer {
       } else if (shapes.length) {
         await api(`/api/v1/media/${this.item.id}/annotations`, { method: 'POST', json: { shapes, media_time_s: time } });
       }
-      this.stopDrawing();
-      if (!this.stage.showLayers) this.toggleLayers(this.el.querySelector('#toggle-drawings'));
-      this.layersLoaded(await loadLayers(this.stage, this.item));
+      this.stopAnnotating();
+      if (!this.stage.showLayers) this.toggleAnnotations(this.el.querySelector('#toggle-drawings'));
+      this.annotationsLoaded(await loadAnnotations(this.stage, this.item));
       toast(t('draw.saved'));
     } catch (e) {
       toast(messageFor(e), { kind: 'error', ms: 8000 });
@@ -375,7 +375,7 @@ export class Viewer {
   key(event) {
     if (event.key === 'Escape') {
       event.preventDefault();
-      if (this.sketch) this.stopDrawing();
+      if (this.sketch) this.stopAnnotating();
       else if (!document.fullscreenElement) this.close();
       return;
     }
