@@ -44,8 +44,8 @@ function iconButton(name, label, onclick, attrs = {}) {
 /** Ask for an annotation's text in a small field where the user tapped. */
 function askText(host, x, y) {
   return new Promise((resolve) => {
-    const input = h('input', { class: 'ink-text', type: 'text', maxlength: 500, 'aria-label': t('draw.textPrompt'),
-      placeholder: t('draw.textPrompt'), style: { left: `${x}px`, top: `${y}px` } });
+    const input = h('input', { class: 'ink-text', type: 'text', maxlength: 500, 'aria-label': t('annotation.textPrompt'),
+      placeholder: t('annotation.textPrompt'), style: { left: `${x}px`, top: `${y}px` } });
     let done = false;
     const finish = (value) => {
       if (done) return;
@@ -117,13 +117,13 @@ export class Viewer {
     this.body = h('div', { class: 'viewer-body' }, this.stage.el);
     this.foot = h('div', { class: 'viewer-foot' });
     this.annotationCount = h('span', { class: 'count' }, '0');
-    const eye = iconButton(this.stage.showLayers ? 'eye' : 'eyeOff', t('draw.toggle'), () => this.toggleAnnotations(eye),
+    const eye = iconButton(this.stage.showLayers ? 'eye' : 'eyeOff', t('annotation.toggle'), () => this.toggleAnnotations(eye),
       { 'aria-pressed': String(this.stage.showLayers), id: 'toggle-drawings' });
     this.actions = h('div', { class: 'viewer-actions', role: 'toolbar', 'aria-label': t('viewer.actions') },
       eye,
-      h('button', { class: 'btn icon-btn with-count', type: 'button', id: 'layers-button', 'aria-label': t('draw.layers'),
-        title: t('draw.layers'), onclick: () => this.toggleAnnotationList() }, icon('layers'), this.annotationCount),
-      iconButton('pen', t('draw.start'), () => this.startAnnotating(), { id: 'draw-button' }),
+      h('button', { class: 'btn icon-btn with-count', type: 'button', id: 'layers-button', 'aria-label': t('annotation.list'),
+        title: t('annotation.list'), onclick: () => this.toggleAnnotationList() }, icon('layers'), this.annotationCount),
+      iconButton('pen', t('annotation.start'), () => this.startAnnotating(), { id: 'draw-button' }),
       iconButton('tag', t('tags.edit'), () => this.editTags(), { id: 'tags-button' }),
       iconButton('download', t('viewer.download'), () => download(url.content(item.id), item.filename)),
       iconButton('fullscreen', t('viewer.fullscreen'), () => this.fullscreen()));
@@ -194,7 +194,7 @@ export class Viewer {
 
   toggleAnnotationList() {
     if (this.annotationList) { this.annotationList.remove(); this.annotationList = null; return; }
-    this.annotationList = h('div', { class: 'layer-list', role: 'region', 'aria-label': t('draw.layers') });
+    this.annotationList = h('div', { class: 'layer-list', role: 'region', 'aria-label': t('annotation.list') });
     this.body.append(this.annotationList);
     this.renderAnnotationList();
   }
@@ -202,25 +202,25 @@ export class Viewer {
   renderAnnotationList() {
     const annotations = this.stage.layers;
     replace(this.annotationList,
-      h('h2', {}, t('draw.layers')),
+      h('h2', {}, t('annotation.list')),
       annotations.length ? h('ul', {}, annotations.map((annotation, i) => h('li', {},
-        h('span', { class: 'layer-name' }, `${t('draw.layer')} ${i + 1}`,
+        h('span', { class: 'layer-name' }, `${t('annotation.label')} ${i + 1}`,
           annotation.media_time_s !== null ? ` · ${fmtClock(annotation.media_time_s)}` : '',
           h('small', {}, `${annotation.author_name} · ${fmtDateTime(annotation.updated_at)}`)),
         annotation.media_time_s !== null
-          ? iconButton('clock', t('draw.goto'), () => { this.group?.pause(); this.group?.seek(annotation.media_time_s); })
+          ? iconButton('clock', t('annotation.goto'), () => { this.group?.pause(); this.group?.seek(annotation.media_time_s); })
           : null,
-        iconButton('pen', t('draw.edit'), () => this.startAnnotating(annotation)),
-        iconButton('trash', t('draw.delete'), () => this.deleteAnnotation(annotation)))))
-        : h('p', { class: 'hint' }, t('draw.none')));
+        iconButton('pen', t('annotation.edit'), () => this.startAnnotating(annotation)),
+        iconButton('trash', t('annotation.delete'), () => this.deleteAnnotation(annotation)))))
+        : h('p', { class: 'hint' }, t('annotation.none')));
   }
 
   async deleteAnnotation(annotation) {
-    if (!window.confirm(t('draw.confirmDelete'))) return;
+    if (!window.confirm(t('annotation.confirmDelete'))) return;
     try {
       await api(`/api/v1/annotations/${annotation.id}`, { method: 'DELETE' });
       this.annotationsLoaded(await loadAnnotations(this.stage, this.item));
-      toast(t('draw.deleted'));
+      toast(t('annotation.deleted'));
     } catch (e) {
       toast(messageFor(e), { kind: 'error' });
     }
@@ -256,26 +256,26 @@ export class Viewer {
   annotationTools() {
     const pressed = (group, value) => group.forEach((b) => b.setAttribute('aria-pressed', String(b.dataset.value === value)));
     const tools = TOOLS.map((tool) => h('button', { class: 'btn icon-btn tool', type: 'button', dataset: { value: tool },
-      'aria-label': t(`draw.tool.${tool}`), title: t(`draw.tool.${tool}`), 'aria-pressed': String(tool === this.sketch.tool),
+      'aria-label': t(`annotation.tool.${tool}`), title: t(`annotation.tool.${tool}`), 'aria-pressed': String(tool === this.sketch.tool),
       onclick: () => { this.sketch.tool = tool; pressed(tools, tool); } }, icon(tool)));
     const colors = COLORS.map((color) => h('button', { class: 'swatch', type: 'button', dataset: { value: color },
-      style: { background: color }, 'aria-label': t(`draw.color.${color.slice(1)}`), 'aria-pressed': String(color === this.sketch.color),
+      style: { background: color }, 'aria-label': t(`annotation.color.${color.slice(1)}`), 'aria-pressed': String(color === this.sketch.color),
       onclick: () => { this.sketch.color = color; pressed(colors, color); } }));
     const widths = Object.entries(WIDTHS).map(([name, w]) => h('button', { class: `btn width ${name}`, type: 'button',
-      dataset: { value: name }, 'aria-label': t(`draw.width.${name}`), title: t(`draw.width.${name}`),
+      dataset: { value: name }, 'aria-label': t(`annotation.width.${name}`), title: t(`annotation.width.${name}`),
       'aria-pressed': String(w === this.sketch.width),
       onclick: () => { this.sketch.width = w; pressed(widths, name); } }, h('span', { class: 'line' })));
-    return h('div', { class: 'draw-tools', role: 'toolbar', 'aria-label': t('draw.tools') },
+    return h('div', { class: 'draw-tools', role: 'toolbar', 'aria-label': t('annotation.tools') },
       h('div', { class: 'tool-group' }, tools),
       h('div', { class: 'tool-group colors' }, colors),
       h('div', { class: 'tool-group' }, widths),
       h('div', { class: 'tool-group' },
-        iconButton('undo', t('draw.undo'), () => this.sketch.undo()),
-        iconButton('trash', t('draw.clear'), () => this.sketch.clear())),
+        iconButton('undo', t('annotation.undo'), () => this.sketch.undo()),
+        iconButton('trash', t('annotation.clear'), () => this.sketch.clear())),
       h('span', { class: 'spacer' }),
       h('button', { class: 'btn', type: 'button', onclick: () => this.stopAnnotating() }, t('common.cancel')),
       h('button', { class: 'btn primary', type: 'button', id: 'draw-save', onclick: () => this.saveAnnotation() },
-        t('draw.save')));
+        t('annotation.save')));
   }
 
   stopAnnotating() {
@@ -306,7 +306,7 @@ export class Viewer {
       this.stopAnnotating();
       if (!this.stage.showLayers) this.toggleAnnotations(this.el.querySelector('#toggle-drawings'));
       this.annotationsLoaded(await loadAnnotations(this.stage, this.item));
-      toast(t('draw.saved'));
+      toast(t('annotation.saved'));
     } catch (e) {
       toast(messageFor(e), { kind: 'error', ms: 8000 });
     }
