@@ -1,12 +1,13 @@
 // Two or four items side by side (before/after). Videos play in step: one play, one seek, one speed
 // and one frame step control them all. Each picture zooms on its own; annotations are shown.
 
+import { annotationsShown, loadAnnotations } from './annotations.js';
 import { h, replace, trapFocus } from './dom.js';
 import { fmtDateTime, t } from './i18n.js';
 import { icon } from './icons.js';
 import { controls, playerKey, SyncGroup } from './player.js';
 import { Stage } from './stage.js';
-import { annotationsShown, loadAnnotations, mediaElement } from './viewer.js';
+import { mediaElement } from './viewer.js';
 
 export class Compare {
   constructor({ items, onClose }) {

@@ -1,20 +1,20 @@
-// One photo or video, full screen: play, seek, speed, frame step, zoom and pan, annotate a paused frame
-// or a photo (an annotation is stored apart from the original), tags, download, save a frame as a new photo.
+// One photo or video, full screen: play, seek, speed, frame step, zoom and pan, download, save a frame
+// as a new photo; and the item's annotations (shown or hidden, listed, drawn on a paused frame or a
+// photo and stored apart from the original) and tags, whose pieces are in the modules imported below.
 
-import { api, url } from './api.js';
+import { Sketch } from './annotate.js';
+import { annotationListPanel, renderAnnotationList } from './annotation-list.js';
+import { annotationToolbar, askText } from './annotation-toolbar.js';
+import { annotationsShown, loadAnnotations, setAnnotationsShown, storeAnnotation } from './annotations.js';
+import { url } from './api.js';
 import { download, h, replace, trapFocus } from './dom.js';
-import { COLORS, Sketch, TOOLS, WIDTHS } from './annotate.js';
 import { fmtClock, fmtDateTime, fmtDuration, t } from './i18n.js';
 import { icon } from './icons.js';
 import { controls, playerKey, SyncGroup } from './player.js';
 import { messageFor } from './session.js';
 import { Stage } from './stage.js';
-import { toast } from './widgets.js';
-
-const SHOW_KEY = 'chairside.showDrawings'; // a saved preference: the key keeps its first name
-export const SUGGESTED_TAGS = ['初診', '術前', '術中', '術後', '経過', '説明用'];
-
-export const annotationsShown = () => localStorage.getItem(SHOW_KEY) !== '0';
+import { openTagSheet } from './tags.js';
+import { iconButton, toast } from './widgets.js';
 
 export function mediaElement(item) {
   const label = `${t(item.kind === 'video' ? 'kind.video' : 'kind.photo')} ${fmtDateTime(item.captured_at)}`;
@@ -23,45 +23,6 @@ export function mediaElement(item) {
       'aria-label': label, disablepictureinpicture: true });
   }
   return h('img', { class: 'media', src: url.display(item.id), alt: label, draggable: 'false', decoding: 'async' });
-}
-
-export async function loadAnnotations(stage, item) {
-  try {
-    const list = await api(`/api/v1/media/${item.id}/annotations`);
-    stage.layers = list.items;
-  } catch {
-    stage.layers = [];
-  }
-  stage.redraw();
-  return stage.layers;
-}
-
-function iconButton(name, label, onclick, attrs = {}) {
-  return h('button', { class: 'btn icon-btn', type: 'button', 'aria-label': label, title: label, onclick, ...attrs },
-    icon(name));
-}
-
-/** Ask for an annotation's text in a small field where the user tapped. */
-function askText(host, x, y) {
-  return new Promise((resolve) => {
-    const input = h('input', { class: 'ink-text', type: 'text', maxlength: 500, 'aria-label': t('annotation.textPrompt'),
-      placeholder: t('annotation.textPrompt'), style: { left: `${x}px`, top: `${y}px` } });
-    let done = false;
-    const finish = (value) => {
-      if (done) return;
-      done = true;
-      input.remove();
-      resolve(value.trim());
-    };
-    input.addEventListener('keydown', (e) => {
-      e.stopPropagation();
-      if (e.key === 'Enter') finish(input.value);
-      if (e.key === 'Escape') finish('');
-    });
-    input.addEventListener('blur', () => finish(input.value));
-    host.append(input);
-    setTimeout(() => input.focus(), 0);
-  });
 }
 
 export class Viewer {
@@ -186,7 +147,7 @@ export class Viewer {
 
   toggleAnnotations(button) {
     this.stage.showLayers = !this.stage.showLayers;
-    localStorage.setItem(SHOW_KEY, this.stage.showLayers ? '1' : '0');
+    setAnnotationsShown(this.stage.showLayers);
     button.setAttribute('aria-pressed', String(this.stage.showLayers));
     button.replaceChildren(icon(this.stage.showLayers ? 'eye' : 'eyeOff'));
     this.stage.redraw();
@@ -194,36 +155,17 @@ export class Viewer {
 
   toggleAnnotationList() {
     if (this.annotationList) { this.annotationList.remove(); this.annotationList = null; return; }
-    this.annotationList = h('div', { class: 'layer-list', role: 'region', 'aria-label': t('annotation.list') });
+    this.annotationList = annotationListPanel();
     this.body.append(this.annotationList);
     this.renderAnnotationList();
   }
 
   renderAnnotationList() {
-    const annotations = this.stage.layers;
-    replace(this.annotationList,
-      h('h2', {}, t('annotation.list')),
-      annotations.length ? h('ul', {}, annotations.map((annotation, i) => h('li', {},
-        h('span', { class: 'layer-name' }, `${t('annotation.label')} ${i + 1}`,
-          annotation.media_time_s !== null ? ` · ${fmtClock(annotation.media_time_s)}` : '',
-          h('small', {}, `${annotation.author_name} · ${fmtDateTime(annotation.updated_at)}`)),
-        annotation.media_time_s !== null
-          ? iconButton('clock', t('annotation.goto'), () => { this.group?.pause(); this.group?.seek(annotation.media_time_s); })
-          : null,
-        iconButton('pen', t('annotation.edit'), () => this.startAnnotating(annotation)),
-        iconButton('trash', t('annotation.delete'), () => this.deleteAnnotation(annotation)))))
-        : h('p', { class: 'hint' }, t('annotation.none')));
-  }
-
-  async deleteAnnotation(annotation) {
-    if (!window.confirm(t('annotation.confirmDelete'))) return;
-    try {
-      await api(`/api/v1/annotations/${annotation.id}`, { method: 'DELETE' });
-      this.annotationsLoaded(await loadAnnotations(this.stage, this.item));
-      toast(t('annotation.deleted'));
-    } catch (e) {
-      toast(messageFor(e), { kind: 'error' });
-    }
+    renderAnnotationList(this.annotationList, this.stage.layers, {
+      onGoto: (annotation) => { this.group?.pause(); this.group?.seek(annotation.media_time_s); },
+      onEdit: (annotation) => this.startAnnotating(annotation),
+      onDeleted: async () => this.annotationsLoaded(await loadAnnotations(this.stage, this.item)),
+    });
   }
 
   startAnnotating(annotation = null) {
@@ -249,33 +191,9 @@ export class Viewer {
     this.stage.redraw();
     this.el.classList.add('is-drawing');
     this.footBefore = [...this.foot.childNodes];
-    replace(this.foot, this.annotationTools());
+    replace(this.foot, annotationToolbar(this.sketch,
+      { onCancel: () => this.stopAnnotating(), onSave: () => this.saveAnnotation() }));
     this.foot.querySelector('.tool[aria-pressed="true"]')?.focus();
-  }
-
-  annotationTools() {
-    const pressed = (group, value) => group.forEach((b) => b.setAttribute('aria-pressed', String(b.dataset.value === value)));
-    const tools = TOOLS.map((tool) => h('button', { class: 'btn icon-btn tool', type: 'button', dataset: { value: tool },
-      'aria-label': t(`annotation.tool.${tool}`), title: t(`annotation.tool.${tool}`), 'aria-pressed': String(tool === this.sketch.tool),
-      onclick: () => { this.sketch.tool = tool; pressed(tools, tool); } }, icon(tool)));
-    const colors = COLORS.map((color) => h('button', { class: 'swatch', type: 'button', dataset: { value: color },
-      style: { background: color }, 'aria-label': t(`annotation.color.${color.slice(1)}`), 'aria-pressed': String(color === this.sketch.color),
-      onclick: () => { this.sketch.color = color; pressed(colors, color); } }));
-    const widths = Object.entries(WIDTHS).map(([name, w]) => h('button', { class: `btn width ${name}`, type: 'button',
-      dataset: { value: name }, 'aria-label': t(`annotation.width.${name}`), title: t(`annotation.width.${name}`),
-      'aria-pressed': String(w === this.sketch.width),
-      onclick: () => { this.sketch.width = w; pressed(widths, name); } }, h('span', { class: 'line' })));
-    return h('div', { class: 'draw-tools', role: 'toolbar', 'aria-label': t('annotation.tools') },
-      h('div', { class: 'tool-group' }, tools),
-      h('div', { class: 'tool-group colors' }, colors),
-      h('div', { class: 'tool-group' }, widths),
-      h('div', { class: 'tool-group' },
-        iconButton('undo', t('annotation.undo'), () => this.sketch.undo()),
-        iconButton('trash', t('annotation.clear'), () => this.sketch.clear())),
-      h('span', { class: 'spacer' }),
-      h('button', { class: 'btn', type: 'button', onclick: () => this.stopAnnotating() }, t('common.cancel')),
-      h('button', { class: 'btn primary', type: 'button', id: 'draw-save', onclick: () => this.saveAnnotation() },
-        t('annotation.save')));
   }
 
   stopAnnotating() {
@@ -295,14 +213,7 @@ export class Viewer {
     const shapes = this.sketch.shapes;
     const time = this.video ? Math.round(this.video.currentTime * 10000) / 10000 : null;
     try {
-      if (this.editing && !shapes.length) {
-        await api(`/api/v1/annotations/${this.editing.id}`, { method: 'DELETE' });
-      } else if (this.editing) {
-        await api(`/api/v1/annotations/${this.editing.id}`, { method: 'PUT',
-          json: { shapes, media_time_s: this.editing.media_time_s ?? time, version: this.editing.version } });
-      } else if (shapes.length) {
-        await api(`/api/v1/media/${this.item.id}/annotations`, { method: 'POST', json: { shapes, media_time_s: time } });
-      }
+      await storeAnnotation({ item: this.item, editing: this.editing, shapes, time });
       this.stopAnnotating();
       if (!this.stage.showLayers) this.toggleAnnotations(this.el.querySelector('#toggle-drawings'));
       this.annotationsLoaded(await loadAnnotations(this.stage, this.item));
@@ -312,44 +223,9 @@ export class Viewer {
     }
   }
 
-  async editTags() {
+  editTags() {
     const item = this.item;
-    const current = new Set(this.tagsOf(item.id));
-    const input = h('input', { id: 'tag-input', type: 'text', value: [...current].join(', '),
-      'aria-describedby': 'tag-hint' });
-    const chips = SUGGESTED_TAGS.map((tag) => h('button', { class: 'chip', type: 'button',
-      'aria-pressed': String(current.has(tag)), onclick: (e) => {
-        const tags = new Set(input.value.split(/[,、]/).map((s) => s.trim()).filter(Boolean));
-        if (tags.has(tag)) tags.delete(tag); else tags.add(tag);
-        input.value = [...tags].join(', ');
-        e.currentTarget.setAttribute('aria-pressed', String(tags.has(tag)));
-      } }, tag));
-    const dialog = h('form', { class: 'sheet tag-sheet', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': 'tag-title' },
-      h('h2', { id: 'tag-title' }, t('tags.edit')),
-      h('label', { for: 'tag-input' }, t('tags.label')), input,
-      h('p', { class: 'hint', id: 'tag-hint' }, t('tags.hint')),
-      h('div', { class: 'chips' }, chips),
-      h('div', { class: 'sheet-actions' },
-        h('button', { class: 'btn', type: 'button', onclick: () => close() }, t('common.cancel')),
-        h('button', { class: 'btn primary', type: 'submit' }, t('common.save'))));
-    const backdrop = h('div', { class: 'backdrop' }, dialog);
-    const release = trapFocus(dialog);
-    const close = () => { backdrop.remove(); release(); };
-    dialog.addEventListener('keydown', (e) => { e.stopPropagation(); if (e.key === 'Escape') close(); });
-    dialog.addEventListener('submit', async (e) => {
-      e.preventDefault();
-      const tags = input.value.split(/[,、]/).map((s) => s.trim()).filter(Boolean);
-      try {
-        const saved = await api(`/api/v1/media/${item.id}/tags`, { method: 'PUT', json: { tags } });
-        this.onTags(item.id, saved.tags);
-        close();
-        toast(t('tags.saved'));
-      } catch (err) {
-        toast(messageFor(err), { kind: 'error' });
-      }
-    });
-    this.el.append(backdrop);
-    input.focus();
+    openTagSheet(this.el, item, { tags: this.tagsOf(item.id), onSaved: (id, tags) => this.onTags(id, tags) });
   }
 
   async saveFrame() {
