@@ -14,7 +14,7 @@ from chairside.web.routes import HERE, STATIC
 from tests.conftest import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
-JS = sorted((STATIC / "js").glob("*.js"))
+JS = sorted((STATIC / "js").rglob("*.js"))  # the message catalogues are in js/messages/
 
 
 @pytest.mark.parametrize("path", ["/", f"/p/{uuid.uuid4()}", "/p/not-an-id"])
@@ -26,13 +26,15 @@ def test_the_page_is_served_at_root_and_deep_links_without_signing_in(server: Li
     assert "default-src 'self'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert r.headers["x-content-type-options"] == "nosniff"
     for js in JS:
-        assert f'href="/static/js/{js.name}"' in r.text  # preloaded, so modules load in parallel
+        assert f'href="/static/{js.relative_to(STATIC).as_posix()}"' in r.text  # preloaded: modules load in parallel
 
 
 def test_static_files_are_served_with_the_right_types(server: LiveServer) -> None:
     js = httpx.get(f"{server.url}/static/js/app.js")
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
     assert js.headers["cache-control"] == "no-cache" and js.headers["etag"]
+    nested = httpx.get(f"{server.url}/static/js/messages/ja.js")  # a module in a subfolder
+    assert nested.status_code == 200 and "javascript" in nested.headers["content-type"]
     css = httpx.get(f"{server.url}/static/css/app.css")
     assert css.headers["content-type"].startswith("text/css")
     missing = httpx.get(f"{server.url}/static/js/nothing.js")
@@ -56,9 +58,9 @@ def test_every_module_import_resolves() -> None:
 
 
 def test_every_ui_string_is_in_both_languages() -> None:
-    source = (STATIC / "js" / "i18n.js").read_text()
-    ja_block = source.split("const ja = {", 1)[1].split("\n};", 1)[0]
-    en_block = source.split("const en = {", 1)[1].split("\n};", 1)[0]
+    messages = STATIC / "js" / "messages"
+    ja_block = (messages / "ja.js").read_text().split("export default {", 1)[1].split("\n};", 1)[0]
+    en_block = (messages / "en.js").read_text().split("export default {", 1)[1].split("\n};", 1)[0]
     key = re.compile(r"^\s+'([\w.-]+)':", re.M)
     ja, en = set(key.findall(ja_block)), set(key.findall(en_block))
     assert ja == en, ja ^ en

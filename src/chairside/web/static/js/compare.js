@@ -1,12 +1,13 @@
 // Two or four items side by side (before/after). Videos play in step: one play, one seek, one speed
-// and one frame step control them all. Each picture zooms on its own; drawings are shown.
+// and one frame step control them all. Each picture zooms on its own; annotations are shown.
 
+import { annotationsShown, loadAnnotations } from './annotations.js';
 import { h, replace, trapFocus } from './dom.js';
 import { fmtDateTime, t } from './i18n.js';
 import { icon } from './icons.js';
 import { controls, playerKey, SyncGroup } from './player.js';
 import { Stage } from './stage.js';
-import { drawingsShown, loadLayers, mediaElement } from './viewer.js';
+import { mediaElement } from './viewer.js';
 
 export class Compare {
   constructor({ items, onClose }) {
@@ -18,9 +19,9 @@ export class Compare {
     this.group = videos.length ? new SyncGroup(videos, fps) : null;
     const cells = items.map((item, i) => {
       const stage = this.stages[i];
-      stage.showLayers = drawingsShown();
+      stage.showLayers = annotationsShown();
       stage.tolerance = 0.75 / fps;
-      loadLayers(stage, item);
+      loadAnnotations(stage, item);
       return h('figure', { class: 'compare-cell' }, stage.el,
         h('figcaption', {}, h('span', { class: 'badge' }, String.fromCharCode(65 + i)),
           `${fmtDateTime(item.captured_at)} · ${t(item.kind === 'video' ? 'kind.video' : 'kind.photo')}`));

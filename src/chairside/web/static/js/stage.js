@@ -1,8 +1,8 @@
 // A picture (photo or video) fitted to its box, zoomable (wheel, pinch, double tap, buttons) and
-// pannable, with the drawing canvas on top that zooms along with it.
+// pannable, with the annotations' canvas on top that zooms along with it.
 
 import { clamp, h } from './dom.js';
-import { renderShapes } from './draw.js';
+import { renderShapes } from './annotate.js';
 
 const MAX_SCALE = 8;
 const TAP_MS = 260;
@@ -21,10 +21,10 @@ export class Stage {
     this.fit = { x: 0, y: 0, w: 0, h: 0 };
     this.layers = [];
     this.showLayers = true;
-    this.time = null; // the video's current time; drawings belong to a time
+    this.time = null; // the video's current time; annotations belong to a time
     this.tolerance = 0.05;
     this.extraShapes = () => [];
-    this.hiddenLayer = null; // the layer being edited is drawn by the editor instead
+    this.hiddenLayer = null; // the annotation being edited is drawn by the editor instead
     this.drawing = false;
     this.pointers = new Map();
     this.lastTap = 0;

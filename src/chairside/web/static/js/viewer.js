@@ -1,20 +1,20 @@
-// One photo or video, full screen: play, seek, speed, frame step, zoom and pan, draw on a paused frame
-// or a photo (saved as a layer over the original), tags, download, save a frame as a new photo.
+// One photo or video, full screen: play, seek, speed, frame step, zoom and pan, download, save a frame
+// as a new photo; and the item's annotations (shown or hidden, listed, drawn on a paused frame or a
+// photo and stored apart from the original) and tags, whose pieces are in the modules imported below.
 
-import { api, url } from './api.js';
+import { Sketch } from './annotate.js';
+import { annotationListPanel, renderAnnotationList } from './annotation-list.js';
+import { annotationToolbar, askText } from './annotation-toolbar.js';
+import { annotationsShown, loadAnnotations, setAnnotationsShown, storeAnnotation } from './annotations.js';
+import { url } from './api.js';
 import { download, h, replace, trapFocus } from './dom.js';
-import { COLORS, Sketch, TOOLS, WIDTHS } from './draw.js';
 import { fmtClock, fmtDateTime, fmtDuration, t } from './i18n.js';
 import { icon } from './icons.js';
 import { controls, playerKey, SyncGroup } from './player.js';
 import { messageFor } from './session.js';
 import { Stage } from './stage.js';
-import { toast } from './widgets.js';
-
-const SHOW_KEY = 'chairside.showDrawings';
-export const SUGGESTED_TAGS = ['初診', '術前', '術中', '術後', '経過', '説明用'];
-
-export const drawingsShown = () => localStorage.getItem(SHOW_KEY) !== '0';
+import { openTagSheet } from './tags.js';
+import { iconButton, toast } from './widgets.js';
 
 export function mediaElement(item) {
   const label = `${t(item.kind === 'video' ? 'kind.video' : 'kind.photo')} ${fmtDateTime(item.captured_at)}`;
@@ -23,45 +23,6 @@ export function mediaElement(item) {
       'aria-label': label, disablepictureinpicture: true });
   }
   return h('img', { class: 'media', src: url.display(item.id), alt: label, draggable: 'false', decoding: 'async' });
-}
-
-export async function loadLayers(stage, item) {
-  try {
-    const list = await api(`/api/v1/media/${item.id}/annotations`);
-    stage.layers = list.items;
-  } catch {
-    stage.layers = [];
-  }
-  stage.redraw();
-  return stage.layers;
-}
-
-function iconButton(name, label, onclick, attrs = {}) {
-  return h('button', { class: 'btn icon-btn', type: 'button', 'aria-label': label, title: label, onclick, ...attrs },
-    icon(name));
-}
-
-/** Ask for a drawing's text in a small field where the user tapped. */
-function askText(host, x, y) {
-  return new Promise((resolve) => {
-    const input = h('input', { class: 'ink-text', type: 'text', maxlength: 500, 'aria-label': t('draw.textPrompt'),
-      placeholder: t('draw.textPrompt'), style: { left: `${x}px`, top: `${y}px` } });
-    let done = false;
-    const finish = (value) => {
-      if (done) return;
-      done = true;
-      input.remove();
-      resolve(value.trim());
-    };
-    input.addEventListener('keydown', (e) => {
-      e.stopPropagation();
-      if (e.key === 'Enter') finish(input.value);
-      if (e.key === 'Escape') finish('');
-    });
-    input.addEventListener('blur', () => finish(input.value));
-    host.append(input);
-    setTimeout(() => input.focus(), 0);
-  });
 }
 
 export class Viewer {
@@ -112,18 +73,18 @@ export class Viewer {
     const media = mediaElement(item);
     this.stage = new Stage(media, { onTap: () => { if (this.group && !this.sketch) this.group.toggle(); },
       onZoom: (s) => { if (this.zoomLabel) this.zoomLabel.textContent = `${Math.round(s * 100)}%`; } });
-    this.stage.showLayers = drawingsShown();
+    this.stage.showLayers = annotationsShown();
     this.editing = null;
     this.body = h('div', { class: 'viewer-body' }, this.stage.el);
     this.foot = h('div', { class: 'viewer-foot' });
-    this.layersCount = h('span', { class: 'count' }, '0');
-    const eye = iconButton(this.stage.showLayers ? 'eye' : 'eyeOff', t('draw.toggle'), () => this.toggleLayers(eye),
+    this.annotationCount = h('span', { class: 'count' }, '0');
+    const eye = iconButton(this.stage.showLayers ? 'eye' : 'eyeOff', t('annotation.toggle'), () => this.toggleAnnotations(eye),
       { 'aria-pressed': String(this.stage.showLayers), id: 'toggle-drawings' });
     this.actions = h('div', { class: 'viewer-actions', role: 'toolbar', 'aria-label': t('viewer.actions') },
       eye,
-      h('button', { class: 'btn icon-btn with-count', type: 'button', id: 'layers-button', 'aria-label': t('draw.layers'),
-        title: t('draw.layers'), onclick: () => this.toggleLayerList() }, icon('layers'), this.layersCount),
-      iconButton('pen', t('draw.start'), () => this.startDrawing(), { id: 'draw-button' }),
+      h('button', { class: 'btn icon-btn with-count', type: 'button', id: 'layers-button', 'aria-label': t('annotation.list'),
+        title: t('annotation.list'), onclick: () => this.toggleAnnotationList() }, icon('layers'), this.annotationCount),
+      iconButton('pen', t('annotation.start'), () => this.startAnnotating(), { id: 'draw-button' }),
       iconButton('tag', t('tags.edit'), () => this.editTags(), { id: 'tags-button' }),
       iconButton('download', t('viewer.download'), () => download(url.content(item.id), item.filename)),
       iconButton('fullscreen', t('viewer.fullscreen'), () => this.fullscreen()));
@@ -143,15 +104,15 @@ export class Viewer {
       this.actions, this.body, this.foot);
     if (item.kind === 'video') this.setupVideo(media, item);
     else this.setupPhoto();
-    loadLayers(this.stage, item).then((layers) => this.layersLoaded(layers));
+    loadAnnotations(this.stage, item).then((annotations) => this.annotationsLoaded(annotations));
     this.el.querySelector('#viewer-close').focus();
   }
 
-  layersLoaded(layers) {
-    this.layersCount.textContent = String(layers.length);
-    this.el.dataset.layers = String(layers.length);
+  annotationsLoaded(annotations) {
+    this.annotationCount.textContent = String(annotations.length);
+    this.el.dataset.layers = String(annotations.length);
     this.controlsBar?.refreshMarks?.();
-    if (this.layerList) this.renderLayerList();
+    if (this.annotationList) this.renderAnnotationList();
   }
 
   setupVideo(video, item) {
@@ -184,101 +145,58 @@ export class Viewer {
     if (next >= 0 && next < this.items.length) this.show(next);
   }
 
-  toggleLayers(button) {
+  toggleAnnotations(button) {
     this.stage.showLayers = !this.stage.showLayers;
-    localStorage.setItem(SHOW_KEY, this.stage.showLayers ? '1' : '0');
+    setAnnotationsShown(this.stage.showLayers);
     button.setAttribute('aria-pressed', String(this.stage.showLayers));
     button.replaceChildren(icon(this.stage.showLayers ? 'eye' : 'eyeOff'));
     this.stage.redraw();
   }
 
-  toggleLayerList() {
-    if (this.layerList) { this.layerList.remove(); this.layerList = null; return; }
-    this.layerList = h('div', { class: 'layer-list', role: 'region', 'aria-label': t('draw.layers') });
-    this.body.append(this.layerList);
-    this.renderLayerList();
+  toggleAnnotationList() {
+    if (this.annotationList) { this.annotationList.remove(); this.annotationList = null; return; }
+    this.annotationList = annotationListPanel();
+    this.body.append(this.annotationList);
+    this.renderAnnotationList();
   }
 
-  renderLayerList() {
-    const layers = this.stage.layers;
-    replace(this.layerList,
-      h('h2', {}, t('draw.layers')),
-      layers.length ? h('ul', {}, layers.map((layer, i) => h('li', {},
-        h('span', { class: 'layer-name' }, `${t('draw.layer')} ${i + 1}`,
-          layer.media_time_s !== null ? ` · ${fmtClock(layer.media_time_s)}` : '',
-          h('small', {}, `${layer.author_name} · ${fmtDateTime(layer.updated_at)}`)),
-        layer.media_time_s !== null
-          ? iconButton('clock', t('draw.goto'), () => { this.group?.pause(); this.group?.seek(layer.media_time_s); })
-          : null,
-        iconButton('pen', t('draw.edit'), () => this.startDrawing(layer)),
-        iconButton('trash', t('draw.delete'), () => this.deleteLayer(layer)))))
-        : h('p', { class: 'hint' }, t('draw.none')));
+  renderAnnotationList() {
+    renderAnnotationList(this.annotationList, this.stage.layers, {
+      onGoto: (annotation) => { this.group?.pause(); this.group?.seek(annotation.media_time_s); },
+      onEdit: (annotation) => this.startAnnotating(annotation),
+      onDeleted: async () => this.annotationsLoaded(await loadAnnotations(this.stage, this.item)),
+    });
   }
 
-  async deleteLayer(layer) {
-    if (!window.confirm(t('draw.confirmDelete'))) return;
-    try {
-      await api(`/api/v1/annotations/${layer.id}`, { method: 'DELETE' });
-      this.layersLoaded(await loadLayers(this.stage, this.item));
-      toast(t('draw.deleted'));
-    } catch (e) {
-      toast(messageFor(e), { kind: 'error' });
-    }
-  }
-
-  startDrawing(layer = null) {
+  startAnnotating(annotation = null) {
     if (this.sketch) return;
-    this.layerList?.remove();
-    this.layerList = null;
+    this.annotationList?.remove();
+    this.annotationList = null;
     if (this.group) {
       this.group.pause();
-      if (layer && layer.media_time_s !== null) this.group.seek(layer.media_time_s);
+      if (annotation && annotation.media_time_s !== null) this.group.seek(annotation.media_time_s);
     }
-    this.editing = layer;
+    this.editing = annotation;
     this.stage.setDrawing(true);
     this.stage.reset();
     this.sketch = new Sketch(this.stage.ink, {
       onChange: () => this.stage.redraw(),
       askText: (x, y) => askText(this.el, x, y),
     });
-    if (layer) {
-      this.sketch.shapes = structuredClone(layer.shapes);
-      this.stage.hiddenLayer = layer.id;
+    if (annotation) {
+      this.sketch.shapes = structuredClone(annotation.shapes);
+      this.stage.hiddenLayer = annotation.id;
     }
     this.stage.extraShapes = () => this.sketch?.current() || [];
     this.stage.redraw();
     this.el.classList.add('is-drawing');
     this.footBefore = [...this.foot.childNodes];
-    replace(this.foot, this.drawTools());
+    replace(this.foot, annotationToolbar(this.sketch,
+      { onCancel: () => this.stopAnnotating(), onSave: () => this.saveAnnotation() }));
     this.foot.querySelector('.tool[aria-pressed="true"]')?.focus();
   }
 
-  drawTools() {
-    const pressed = (group, value) => group.forEach((b) => b.setAttribute('aria-pressed', String(b.dataset.value === value)));
-    const tools = TOOLS.map((tool) => h('button', { class: 'btn icon-btn tool', type: 'button', dataset: { value: tool },
-      'aria-label': t(`draw.tool.${tool}`), title: t(`draw.tool.${tool}`), 'aria-pressed': String(tool === this.sketch.tool),
-      onclick: () => { this.sketch.tool = tool; pressed(tools, tool); } }, icon(tool)));
-    const colors = COLORS.map((color) => h('button', { class: 'swatch', type: 'button', dataset: { value: color },
-      style: { background: color }, 'aria-label': t(`draw.color.${color.slice(1)}`), 'aria-pressed': String(color === this.sketch.color),
-      onclick: () => { this.sketch.color = color; pressed(colors, color); } }));
-    const widths = Object.entries(WIDTHS).map(([name, w]) => h('button', { class: `btn width ${name}`, type: 'button',
-      dataset: { value: name }, 'aria-label': t(`draw.width.${name}`), title: t(`draw.width.${name}`),
-      'aria-pressed': String(w === this.sketch.width),
-      onclick: () => { this.sketch.width = w; pressed(widths, name); } }, h('span', { class: 'line' })));
-    return h('div', { class: 'draw-tools', role: 'toolbar', 'aria-label': t('draw.tools') },
-      h('div', { class: 'tool-group' }, tools),
-      h('div', { class: 'tool-group colors' }, colors),
-      h('div', { class: 'tool-group' }, widths),
-      h('div', { class: 'tool-group' },
-        iconButton('undo', t('draw.undo'), () => this.sketch.undo()),
-        iconButton('trash', t('draw.clear'), () => this.sketch.clear())),
-      h('span', { class: 'spacer' }),
-      h('button', { class: 'btn', type: 'button', onclick: () => this.stopDrawing() }, t('common.cancel')),
-      h('button', { class: 'btn primary', type: 'button', id: 'draw-save', onclick: () => this.saveDrawing() },
-        t('draw.save')));
-  }
-
-  stopDrawing() {
+  stopAnnotating() {
     this.sketch?.destroy();
     this.sketch = null;
     this.editing = null;
@@ -291,65 +209,23 @@ export class Viewer {
     this.el.querySelector('#draw-button')?.focus();
   }
 
-  async saveDrawing() {
+  async saveAnnotation() {
     const shapes = this.sketch.shapes;
     const time = this.video ? Math.round(this.video.currentTime * 10000) / 10000 : null;
     try {
-      if (this.editing && !shapes.length) {
-        await api(`/api/v1/annotations/${this.editing.id}`, { method: 'DELETE' });
-      } else if (this.editing) {
-        await api(`/api/v1/annotations/${this.editing.id}`, { method: 'PUT',
-          json: { shapes, media_time_s: this.editing.media_time_s ?? time, version: this.editing.version } });
-      } else if (shapes.length) {
-        await api(`/api/v1/media/${this.item.id}/annotations`, { method: 'POST', json: { shapes, media_time_s: time } });
-      }
-      this.stopDrawing();
-      if (!this.stage.showLayers) this.toggleLayers(this.el.querySelector('#toggle-drawings'));
-      this.layersLoaded(await loadLayers(this.stage, this.item));
-      toast(t('draw.saved'));
+      await storeAnnotation({ item: this.item, editing: this.editing, shapes, time });
+      this.stopAnnotating();
+      if (!this.stage.showLayers) this.toggleAnnotations(this.el.querySelector('#toggle-drawings'));
+      this.annotationsLoaded(await loadAnnotations(this.stage, this.item));
+      toast(t('annotation.saved'));
     } catch (e) {
       toast(messageFor(e), { kind: 'error', ms: 8000 });
     }
   }
 
-  async editTags() {
+  editTags() {
     const item = this.item;
-    const current = new Set(this.tagsOf(item.id));
-    const input = h('input', { id: 'tag-input', type: 'text', value: [...current].join(', '),
-      'aria-describedby': 'tag-hint' });
-    const chips = SUGGESTED_TAGS.map((tag) => h('button', { class: 'chip', type: 'button',
-      'aria-pressed': String(current.has(tag)), onclick: (e) => {
-        const tags = new Set(input.value.split(/[,、]/).map((s) => s.trim()).filter(Boolean));
-        if (tags.has(tag)) tags.delete(tag); else tags.add(tag);
-        input.value = [...tags].join(', ');
-        e.currentTarget.setAttribute('aria-pressed', String(tags.has(tag)));
-      } }, tag));
-    const dialog = h('form', { class: 'sheet tag-sheet', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': 'tag-title' },
-      h('h2', { id: 'tag-title' }, t('tags.edit')),
-      h('label', { for: 'tag-input' }, t('tags.label')), input,
-      h('p', { class: 'hint', id: 'tag-hint' }, t('tags.hint')),
-      h('div', { class: 'chips' }, chips),
-      h('div', { class: 'sheet-actions' },
-        h('button', { class: 'btn', type: 'button', onclick: () => close() }, t('common.cancel')),
-        h('button', { class: 'btn primary', type: 'submit' }, t('common.save'))));
-    const backdrop = h('div', { class: 'backdrop' }, dialog);
-    const release = trapFocus(dialog);
-    const close = () => { backdrop.remove(); release(); };
-    dialog.addEventListener('keydown', (e) => { e.stopPropagation(); if (e.key === 'Escape') close(); });
-    dialog.addEventListener('submit', async (e) => {
-      e.preventDefault();
-      const tags = input.value.split(/[,、]/).map((s) => s.trim()).filter(Boolean);
-      try {
-        const saved = await api(`/api/v1/media/${item.id}/tags`, { method: 'PUT', json: { tags } });
-        this.onTags(item.id, saved.tags);
-        close();
-        toast(t('tags.saved'));
-      } catch (err) {
-        toast(messageFor(err), { kind: 'error' });
-      }
-    });
-    this.el.append(backdrop);
-    input.focus();
+    openTagSheet(this.el, item, { tags: this.tagsOf(item.id), onSaved: (id, tags) => this.onTags(id, tags) });
   }
 
   async saveFrame() {
@@ -375,7 +251,7 @@ export class Viewer {
   key(event) {
     if (event.key === 'Escape') {
       event.preventDefault();
-      if (this.sketch) this.stopDrawing();
+      if (this.sketch) this.stopAnnotating();
       else if (!document.fullscreenElement) this.close();
       return;
     }

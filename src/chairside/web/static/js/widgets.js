@@ -1,4 +1,4 @@
-// Small pieces shared by the screens: language switch, toasts, the quota banner.
+// Small pieces shared by the screens: language switch, icon buttons, toasts, the quota banner.
 
 import { api } from './api.js';
 import { h, replace } from './dom.js';
@@ -11,6 +11,12 @@ export function langSwitch() {
     class: 'btn ghost lang-switch', type: 'button', lang: other, id: 'lang-switch',
     'aria-label': t('lang.switchTo'), onclick: () => setLang(other),
   }, icon('globe', { size: 20 }), h('span', {}, other === 'en' ? 'English' : '日本語'));
+}
+
+/** A button showing only an icon; `label` is its accessible name and its tooltip. */
+export function iconButton(name, label, onclick, attrs = {}) {
+  return h('button', { class: 'btn icon-btn', type: 'button', 'aria-label': label, title: label, onclick, ...attrs },
+    icon(name));
 }
 
 let toastRegion = null;

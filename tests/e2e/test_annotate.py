@@ -1,5 +1,5 @@
-"""Drawing on a photo or a paused frame: saved as a layer apart from the original, there after a reload,
-shown or hidden at will, and tied to the video time it was drawn at."""
+"""Annotating a photo or a paused frame: the annotation is stored apart from the original, there after a
+reload, shown or hidden at will, and tied to the video time it was drawn at."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _annotations(world: World, media_id: str) -> list[dict[str, Any]]:
     return items
 
 
-def test_draw_on_a_photo_reload_and_the_drawing_is_still_there(open_page: Callable[..., Any], world: World) -> None:
+def test_annotate_a_photo_reload_and_the_annotation_is_still_there(open_page: Callable[..., Any], world: World) -> None:
     photo = world.media["photo.jpg"]
     page = open_page(world.patient_url(photo["id"]).removeprefix(world.url))
     page.wait_for_function("() => document.querySelector('#viewer .stage')?.dataset.ready === '1'")
@@ -56,15 +56,16 @@ def test_draw_on_a_photo_reload_and_the_drawing_is_still_there(open_page: Callab
     assert page.evaluate(INKED) == 0
     page.click("#toggle-drawings")
     assert page.evaluate(INKED) > 100
-    # The original's bytes never change; the drawing is its own record, with normalised coordinates.
-    (layer,) = _annotations(world, photo["id"])
-    assert [s["type"] for s in layer["shapes"]] == ["pen", "arrow"]
-    assert layer["shapes"][1]["color"] == "#fdd835" and layer["media_time_s"] is None
-    assert abs(layer["shapes"][1]["start"][0] - 0.8) < 0.02 and abs(layer["shapes"][0]["points"][0][1] - 0.2) < 0.02
-    assert layer["version"] == 1
+    # The original's bytes never change; the annotation is its own record, with normalised coordinates.
+    (annotation,) = _annotations(world, photo["id"])
+    assert [s["type"] for s in annotation["shapes"]] == ["pen", "arrow"]
+    assert annotation["shapes"][1]["color"] == "#fdd835" and annotation["media_time_s"] is None
+    assert (abs(annotation["shapes"][1]["start"][0] - 0.8) < 0.02
+            and abs(annotation["shapes"][0]["points"][0][1] - 0.2) < 0.02)
+    assert annotation["version"] == 1
 
 
-def test_a_drawing_on_a_paused_frame_belongs_to_that_time(open_page: Callable[..., Any], world: World) -> None:
+def test_an_annotation_on_a_paused_frame_belongs_to_that_time(open_page: Callable[..., Any], world: World) -> None:
     video = world.media["before.mp4"]
     page = open_page(world.patient_url(video["id"]).removeprefix(world.url))
     wait_video(page)
@@ -80,5 +81,5 @@ def test_a_drawing_on_a_paused_frame_belongs_to_that_time(open_page: Callable[..
     seek_slider(page, 3.0)
     settled(page)
     assert page.get_attribute("#viewer .stage", "data-layers-shown") == "0"
-    (layer,) = _annotations(world, video["id"])
-    assert abs(layer["media_time_s"] - 1.5) < 0.01 and layer["shapes"][0]["type"] == "circle"
+    (annotation,) = _annotations(world, video["id"])
+    assert abs(annotation["media_time_s"] - 1.5) < 0.01 and annotation["shapes"][0]["type"] == "circle"

@@ -1,5 +1,5 @@
-// Drawings over a picture: vector shapes in coordinates normalised to 0..1 of the picture, so the
-// same drawing lands on the same spot on every screen. Rendering, and the editor (Sketch).
+// Annotations over a picture: vector shapes in coordinates normalised to 0..1 of the picture, so the
+// same annotation lands on the same spot on every screen. Rendering, and the editor (Sketch).
 
 export const COLORS = ['#e53935', '#fdd835', '#43a047', '#1e88e5', '#ffffff', '#111111'];
 export const WIDTHS = { thin: 0.004, thick: 0.009 };
@@ -70,7 +70,7 @@ export function renderShapes(ctx, shapes, w, h) {
 
 const round = (v) => Math.round(Math.min(1, Math.max(0, v)) * 10000) / 10000;
 
-/** The drawing editor: pointer input on a canvas → shapes. Text asks for its words in an inline field. */
+/** The annotation editor: pointer input on a canvas → shapes. Text asks for its words in an inline field. */
 export class Sketch {
   constructor(canvas, { onChange, askText }) {
     this.canvas = canvas;
