@@ -19,8 +19,8 @@ timestamps into Japanese calendar days (the domain refuses datetimes for that re
   unique per contract, and what the clinic sees on the invoice. Interest is on `interest_base_yen`, the
   invoice's charges (its total less the late interest it carried): simple interest, none on interest.
 
-Writing the ledger (recording notices, issuing invoices, recording payments) is the operator's
-CLI: `chairside.cli.billing`, rules in docs/billing.md.
+Writing these facts is `billing.cancellation` (notices), `billing.issuing` (the ledger's invoices)
+and `billing.payments` (their payments), called by the operator's CLI; rules in docs/billing.md.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from chairside.domain.billing import (
     PlanChange as DomainPlanChange,
 )
 from chairside.domain.calendar import japan_day
+from chairside.errors import Problem
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,14 @@ class Skipped:
     contract_id: uuid.UUID
     name: str
     reason: str
+
+
+def contract_row(s: Session, contract_id: uuid.UUID) -> Contract:
+    """The contract, or a 404 `Problem` saying there is none."""
+    row = s.get(Contract, contract_id)
+    if row is None:
+        raise Problem(404, f"There is no contract {contract_id}.", code="contract-not-found")
+    return row
 
 
 def plan_history(rows: list[PlanChange], service_start: date, current_hours: int) -> list[DomainPlanChange]:

@@ -16,8 +16,11 @@
     chairside admin --data DIR quota verify [--fix]
     chairside admin --data DIR notices send
 
-Every refusal prints `error: ...` on standard error and exits with code 2. The billing rules
-behind cancellation notices, issued invoices, due dates and payments: docs/billing.md.
+This module only parses what the operator typed (ids, months, days, yen), calls the services and
+prints their answers; every refusal, a service's `Problem` included, prints `error: ...` on standard
+error and exits with code 2. The rules behind cancellation notices, issued invoices, due dates and
+payments are billing/cancellation.py, billing/issuing.py and billing/payments.py (docs/billing.md);
+contacts are quota/contacts.py, plans quota/plan_changes.py.
 """
 
 from __future__ import annotations
@@ -25,35 +28,25 @@ from __future__ import annotations
 import json
 import re
 import sys
-import uuid
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from chairside.billing.invoices import contract_billing, invoices_for_month, invoices_in
+from chairside.billing import cancellation, issuing, payments
+from chairside.billing.issuing import IssuedEntry, MonthInvoices
+from chairside.billing.payments import Payment
 from chairside.cli.common import emit, fail, parse_uuid
 from chairside.context import Context
-from chairside.db.models import Contract, IssuedInvoice, PlanRequest, utcnow
-from chairside.domain.billing import (
-    Invoice,
-    Month,
-    contract_end_for_notice,
-    invoice_to_json,
-    invoices_to_csv,
-    late_interest,
-    late_interest_days,
-    parse_month,
-)
+from chairside.db.models import PlanRequest, utcnow
+from chairside.domain.billing import Month, invoice_to_json, invoices_to_csv, parse_month
 from chairside.domain.calendar import japan_day
 from chairside.errors import Problem
-from chairside.quota import notify, plan_changes, usage
+from chairside.quota import contacts, notify, plan_changes, usage
 
 _get_ctx: Callable[[], Context] | None = None
 
@@ -61,9 +54,6 @@ plan_request_app = typer.Typer(no_args_is_help=True, help="Requests for a larger
 quota_app = typer.Typer(no_args_is_help=True, help="Stored video hours against the plans.")
 notices_app = typer.Typer(no_args_is_help=True, help="Notices to contracts and their e-mails.")
 payment_app = typer.Typer(no_args_is_help=True, help="Payments of issued invoices (the ledger late interest reads).")
-
-# Deliberately simple: one address, no spaces or line breaks (which could forge e-mail headers).
-_EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+")
 
 
 def _ctx() -> Context:
@@ -74,7 +64,6 @@ def _ctx() -> Context:
 _fail, _uuid = fail, parse_uuid
 
 
-_ONE_DAY = timedelta(days=1)
 _DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
 _YEN = re.compile(r"\d{1,3}(,\d{3})+|\d+", re.ASCII)
 
@@ -113,13 +102,6 @@ def _yen(text: str, what: str) -> int:
         _fail(f"{what} '{text}' is not a whole number of yen: write it as digits, for example 7900 or 7,900 "
               "(amounts are integer yen, tax included; there are no fractions of a yen).")
     return int(cleaned.replace(",", ""))
-
-
-def _contract_row(s: Session, contract_id: uuid.UUID) -> Contract:
-    row = s.get(Contract, contract_id)
-    if row is None:
-        _fail(f"There is no contract {contract_id}.")
-    return row
 
 
 def _contract_opt() -> typer.models.OptionInfo:
@@ -166,16 +148,11 @@ def set_contacts(
 ) -> None:
     """Set the addresses that receive the contract's notices by e-mail."""
     contract_id = _uuid(contract, "contract")
-    addresses = [a.strip() for a in (email or [])]
-    for address in addresses:
-        if not _EMAIL.fullmatch(address) or len(address) > 254:
-            _fail(f"'{address}' is not an e-mail address such as info@example-dental.jp")
-    with _ctx().db.session() as s:
-        row = s.get(Contract, contract_id)
-        if row is None:
-            _fail(f"no contract {contract_id}")
-        row.contact_emails = list(dict.fromkeys(addresses))
-        emit({"contract_id": str(contract_id), "contact_emails": row.contact_emails})
+    try:
+        stored = contacts.set_contacts(_ctx(), contract_id, email or [])
+    except Problem as e:
+        _fail(e.detail)
+    emit({"contract_id": str(contract_id), "contact_emails": stored})
 
 
 def cancel(
@@ -193,45 +170,26 @@ def cancel(
               + ("both" if withdraw else "neither"))
     if replace and withdraw:
         _fail("--replace goes with --notice-on, not with --withdraw")
-    day = _day(notice_on, "the notice date") if notice_on is not None else None
-    today = _today()
-    with _ctx().db.session() as s:
-        row = _contract_row(s, contract_id)
-        previous = row.cancellation_notice_on
-        if day is None:
-            row.cancellation_notice_on = None
-            emit({"contract_id": str(row.id), "cancellation_notice_on": None, "ends_on": None,
-                  "last_billed_month": None, "withdrawn_notice_on": previous,
-                  "note": "notice withdrawn: the contract goes on" if previous else "no notice was recorded"})
-            return
-        start = japan_day(row.created_at)
-        if day < start:
-            _fail(f"a notice on {day} is before the service started on {start}: check the date.")
-        if day > today:
-            _fail(f"a notice on {day} is in the future (today is {today} in Japan): record a notice once it is "
-                  "received, with the day it was received.")
-        if previous is not None and previous != day and not replace:
-            _fail(f"contract {row.id} already has a cancellation notice received on {previous} (it ends the "
-                  f"contract on {contract_end_for_notice(previous)}); to record {day} instead, add --replace, "
-                  "or clear it with --withdraw.")
-        ends_on = contract_end_for_notice(day)
-        after = list(s.scalars(select(IssuedInvoice.month).where(
-            IssuedInvoice.contract_id == row.id, IssuedInvoice.month > str(Month.of(ends_on)))
-            .order_by(IssuedInvoice.month)))
-        if after:
-            _fail(f"a notice on {day} ends the contract on {ends_on}, but invoices were already issued for "
-                  f"{', '.join(after)}, after that: check the date, or settle those invoices first.")
-        row.cancellation_notice_on = day
+    if notice_on is None:
         try:
-            facts = contract_billing(s, row)
-        except ValueError as e:
-            _fail(f"a notice on {day} cannot be recorded: {e}")
-        last = facts.last_invoice_month
-        emit({"contract_id": str(row.id), "cancellation_notice_on": day, "ends_on": ends_on,
-              "last_billed_month": str(last) if last else None,
-              "replaced_notice_on": previous if previous not in (None, day) else None,
-              "note": "already recorded: nothing changed" if previous == day else
-              f"the contract ends on {ends_on}; {last} is its last billed month"})
+            withdrawn = cancellation.withdraw_notice(_ctx(), contract_id)
+        except Problem as e:
+            _fail(e.detail)
+        previous = withdrawn.withdrawn_notice_on
+        emit({"contract_id": str(withdrawn.contract_id), "cancellation_notice_on": None, "ends_on": None,
+              "last_billed_month": None, "withdrawn_notice_on": previous,
+              "note": "notice withdrawn: the contract goes on" if previous else "no notice was recorded"})
+        return
+    day = _day(notice_on, "the notice date")
+    try:
+        recorded = cancellation.record_notice(_ctx(), contract_id, day, today=_today(), replace=replace)
+    except Problem as e:
+        _fail(e.detail)
+    last = recorded.last_billed_month
+    emit({"contract_id": str(recorded.contract_id), "cancellation_notice_on": day, "ends_on": recorded.ends_on,
+          "last_billed_month": str(last) if last else None, "replaced_notice_on": recorded.replaced_notice_on,
+          "note": "already recorded: nothing changed" if recorded.unchanged else
+          f"the contract ends on {recorded.ends_on}; {last} is its last billed month"})
 
 
 # --- plan requests ----------------------------------------------------------------------------
@@ -332,12 +290,6 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def default_due_on(billed: Month) -> date:
-    """The due date of a month's invoices unless --due-on says otherwise: the last day of the month after
-    the invoice's issue day (invoices are issued on the billed month's last day), 月末締め翌月末払い."""
-    return billed.next().last_day
-
-
 def invoices(
     month: Annotated[str, typer.Option(help="The month billed, as YYYY-MM.")],
     format: Annotated[Format, typer.Option("--format", help="json or csv.")] = Format.json,
@@ -353,98 +305,63 @@ def invoices(
     """Every contract's invoice for a month that has ended (invoices are issued on its last day)."""
     billed = _month(month)
     today = _today()
-    if today < billed.last_day:
-        this = Month.of(today)
-        latest = this if today == this.last_day else this.previous()
-        _fail(f"{billed} is not over yet: its invoices are issued on {billed.last_day} (today is {today} in "
-              f"Japan). The latest month that can be invoiced is {latest}.")
+    try:
+        issuing.check_month_is_over(billed, today)  # before the options, as the first thing to fix
+    except Problem as e:
+        _fail(e.detail)
     if due_on is not None and not issue:
         _fail("--due-on is the due date of invoices being issued: use it with --issue")
-    issued: list[dict[str, object]] | None = None
-    if issue:
-        due = _issue_due_on(billed, due_on, today)
-        try:
-            with _ctx().db.session() as s:
-                found, skipped = invoices_in(s, billed)
-                issued = _record_issued(s, billed, found, due)
-        except IntegrityError:
-            _fail(f"invoices for {billed} were being issued by another run at the same time; nothing was "
-                  "recorded by this one: run the command again (invoices already issued are kept).")
-    else:
-        found, skipped = invoices_for_month(_ctx().db, billed)
-    for skip in skipped:
+    due = _day(due_on, "the due date") if due_on is not None else None
+    try:
+        if issue:
+            found = issuing.issue_month(_ctx(), billed, today=today, due_on=due)
+        else:
+            found = issuing.month_invoices(_ctx(), billed, today=today)
+    except Problem as e:
+        _fail(e.detail)
+    for skip in found.skipped:
         typer.echo(f"warning: contract {skip.contract_id} ({skip.name}) not invoiced: {skip.reason}", err=True)
-    for item in issued or []:
-        typer.echo(_issued_note(item), err=True)
+    for entry in found.issued or []:
+        typer.echo(_issued_note(entry), err=True)
     if format is Format.csv:
-        text = invoices_to_csv(found)
+        text = invoices_to_csv(found.invoices)
         if output:
             output.write_bytes(text.encode("utf-8-sig"))
         else:
             sys.stdout.write(text)
         return
-    doc: dict[str, object] = {
-        "month": str(billed), "invoices": [invoice_to_json(i) for i in found],
-        "total_yen": sum(i.total_yen for i in found),
-        "skipped": [{"contract_id": str(k.contract_id), "name": k.name, "reason": k.reason} for k in skipped]}
-    if issued is not None:
-        doc["issued"] = issued
+    doc = _invoices_json(found)
     if output:
         output.write_text(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
     else:
         emit(doc)
 
 
-def _issue_due_on(billed: Month, due_on: str | None, today: date) -> date | str:
-    """The due date of the invoices to record; or, when the default has passed, the refusal to give if there
-    is any (re-issuing a month already issued needs no due date)."""
-    if due_on is None:
-        due = default_due_on(billed)
-        if due < today:
-            return (f"the default due date of the {billed} invoices, {due} (the last day of the month after "
-                    f"them), has already passed (today is {today} in Japan): give the due date written on the "
-                    "invoices with --due-on YYYY-MM-DD.")
-        return due
-    due = _day(due_on, "the due date")
-    if due < billed.last_day:
-        _fail(f"a due date of {due} is before the {billed} invoices are issued on {billed.last_day}: "
-              "check the date.")
-    return due
+def _invoices_json(found: MonthInvoices) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "month": str(found.month), "invoices": [invoice_to_json(i) for i in found.invoices],
+        "total_yen": sum(i.total_yen for i in found.invoices),
+        "skipped": [{"contract_id": str(k.contract_id), "name": k.name, "reason": k.reason} for k in found.skipped]}
+    if found.issued is not None:
+        doc["issued"] = [_issued_json(entry) for entry in found.issued]
+    return doc
 
 
-def _record_issued(s: Session, billed: Month, found: list[Invoice], due: date | str) -> list[dict[str, object]]:
-    """Record each invoice as issued, unless that contract's invoice for the month already is (kept as it is)."""
-    existing = {row.contract_id: row for row in s.scalars(
-        select(IssuedInvoice).where(IssuedInvoice.month == str(billed)))}
-    report: list[dict[str, object]] = []
-    for invoice in found:
-        contract_id = uuid.UUID(invoice.contract_id)
-        row = existing.get(contract_id)
-        status = "already issued"
-        if row is None:
-            if isinstance(due, str):
-                _fail(due)
-            row = IssuedInvoice(contract_id=contract_id, month=str(billed), amount_yen=invoice.total_yen,
-                                interest_base_yen=invoice.interest_base_yen, issued_on=invoice.issued_on,
-                                due_on=due, created_at=utcnow())
-            s.add(row)
-            s.flush()
-            status = "issued"
-        report.append({"contract_id": invoice.contract_id, "month": str(billed), "status": status,
-                       "invoice_id": str(row.id), "amount_yen": row.amount_yen,
-                       "interest_base_yen": row.interest_base_yen, "issued_on": row.issued_on,
-                       "due_on": row.due_on, "paid_on": row.paid_on, "computed_total_yen": invoice.total_yen})
-    return report
+def _issued_json(entry: IssuedEntry) -> dict[str, object]:
+    return {"contract_id": str(entry.contract_id), "month": str(entry.month), "status": entry.status,
+            "invoice_id": str(entry.invoice_id), "amount_yen": entry.amount_yen,
+            "interest_base_yen": entry.interest_base_yen, "issued_on": entry.issued_on, "due_on": entry.due_on,
+            "paid_on": entry.paid_on, "computed_total_yen": entry.computed_total_yen}
 
 
-def _issued_note(item: dict[str, object]) -> str:
-    head = f"contract {item['contract_id']}, {item['month']}"
-    amount = item["amount_yen"]
-    if item["status"] == "issued":
-        return f"issued: {head}: {amount:,} yen, due {item['due_on']}"
-    note = (f"note: {head} was already issued ({amount:,} yen, due {item['due_on']}); the first record is kept")
-    if item["computed_total_yen"] != amount:
-        note += (f". warning: computed now, it comes to {item['computed_total_yen']:,} yen: the facts changed "
+def _issued_note(entry: IssuedEntry) -> str:
+    head = f"contract {entry.contract_id}, {entry.month}"
+    amount = entry.amount_yen
+    if entry.newly_issued:
+        return f"issued: {head}: {amount:,} yen, due {entry.due_on}"
+    note = (f"note: {head} was already issued ({amount:,} yen, due {entry.due_on}); the first record is kept")
+    if entry.differs:
+        note += (f". warning: computed now, it comes to {entry.computed_total_yen:,} yen: the facts changed "
                  "since it was issued (a payment recorded late, a plan or account corrected); settle the "
                  "difference by hand")
     return note
@@ -453,29 +370,11 @@ def _issued_note(item: dict[str, object]) -> str:
 # --- payments ----------------------------------------------------------------------------------
 
 
-def _issued_row(s: Session, contract_id: uuid.UUID, billed: Month) -> IssuedInvoice:
-    row = s.scalar(select(IssuedInvoice).where(IssuedInvoice.contract_id == contract_id,
-                                               IssuedInvoice.month == str(billed)))
-    if row is None:
-        months = list(s.scalars(select(IssuedInvoice.month).where(IssuedInvoice.contract_id == contract_id)
-                                .order_by(IssuedInvoice.month)))
-        issued = f"its issued invoices are for {', '.join(months)}" if months else "it has no issued invoice"
-        _fail(f"no invoice for {billed} was issued to contract {contract_id} ({issued}): a payment is recorded "
-              f"against an issued invoice (`invoices --month {billed} --issue` records them).")
-    return row
-
-
-def _payment_json(row: IssuedInvoice, name: str, today: date) -> dict[str, object]:
-    """The invoice and its payment; late interest on its charges, `interest_base_yen` (none on interest)."""
-    paid = row.paid_on
-    counted_to = paid if paid is not None else today
-    days = late_interest_days(row.due_on, counted_to) if counted_to > row.due_on else 0
-    late = "paid late" if days else "paid"
-    status = late if paid is not None else "overdue" if today > row.due_on else "unpaid"
-    return {"invoice_id": str(row.id), "contract_id": str(row.contract_id), "name": name, "month": row.month,
-            "amount_yen": row.amount_yen, "interest_base_yen": row.interest_base_yen, "issued_on": row.issued_on,
-            "due_on": row.due_on, "paid_on": paid, "status": status, "late_days": days,
-            "late_interest_yen": late_interest(row.interest_base_yen, row.due_on, counted_to) if days else 0}
+def _payment_json(p: Payment) -> dict[str, object]:
+    return {"invoice_id": str(p.invoice_id), "contract_id": str(p.contract_id), "name": p.name,
+            "month": str(p.month), "amount_yen": p.amount_yen, "interest_base_yen": p.interest_base_yen,
+            "issued_on": p.issued_on, "due_on": p.due_on, "paid_on": p.paid_on, "status": p.status,
+            "late_days": p.late_days, "late_interest_yen": p.late_interest_yen}
 
 
 @payment_app.command("record")
@@ -491,38 +390,16 @@ def payment_record(
     billed = _month(month)
     day = _day(paid_on, "the payment date")
     received = _yen(amount, "the amount") if amount is not None else None
-    today = _today()
-    if day > today:
-        _fail(f"a payment on {day} is in the future (today is {today} in Japan): record a payment once it "
-              "is received.")
-    with _ctx().db.session() as s:
-        name = _contract_row(s, contract_id).name
-        row = _issued_row(s, contract_id, billed)
-        if row.paid_on is not None:
-            _fail(f"the {billed} invoice of contract {contract_id} ({row.amount_yen:,} yen) was already paid on "
-                  f"{row.paid_on}: a payment is recorded once.")
-        if day < row.issued_on:
-            _fail(f"a payment on {day} is before the {billed} invoice was issued on {row.issued_on}: "
-                  "check the date.")
-        if received is not None and received != row.amount_yen:
-            _fail(f"{received:,} yen received, but the {billed} invoice of contract {contract_id} is "
-                  f"{row.amount_yen:,} yen: only payments in full are recorded; record it once the invoice is "
-                  "paid in full.")
-        row.paid_on = day
-        result = _payment_json(row, name, today)
-        # Invoices issued for the month of the payment or later billed its interest as if still unpaid.
-        later = max(s.scalars(select(IssuedInvoice.month).where(
-            IssuedInvoice.contract_id == contract_id, IssuedInvoice.month > row.month,
-            IssuedInvoice.month >= str(Month.of(day)))), default=None)
-    if later is not None and result["late_days"]:
-        billed_to = parse_month(later).last_day
-        excess = (late_interest(row.interest_base_yen, row.due_on, max(billed_to, row.due_on) + _ONE_DAY)
-                  - late_interest(row.interest_base_yen, row.due_on, day))
-        if excess > 0:
-            typer.echo(f"warning: the invoices already issued up to {later} billed interest on the {billed} "
-                       f"invoice as if it were unpaid to {billed_to}: {excess:,} yen more than is owed; "
-                       "credit or refund it by hand.", err=True)
-    emit(result)
+    try:
+        recorded = payments.record_payment(_ctx(), contract_id, billed, day, today=_today(), amount_yen=received)
+    except Problem as e:
+        _fail(e.detail)
+    over = recorded.overbilled
+    if over is not None:
+        typer.echo(f"warning: the invoices already issued up to {over.through} billed interest on the "
+                   f"{over.month} invoice as if it were unpaid to {over.billed_to}: {over.excess_yen:,} yen more "
+                   "than is owed; credit or refund it by hand.", err=True)
+    emit(_payment_json(recorded.payment))
 
 
 @payment_app.command("list")
@@ -532,18 +409,13 @@ def payment_list(
 ) -> None:
     """Issued invoices and their payments, by month; late interest as of the payment, or as of today if unpaid."""
     today = _today()
-    with _ctx().db.read() as s:
-        q = (select(IssuedInvoice, Contract.name).join(Contract, Contract.id == IssuedInvoice.contract_id)
-             .order_by(IssuedInvoice.month, Contract.created_at, Contract.id))
-        if contract is not None:
-            contract_id = _uuid(contract, "contract")
-            _contract_row(s, contract_id)
-            q = q.where(IssuedInvoice.contract_id == contract_id)
-        if unpaid:
-            q = q.where(IssuedInvoice.paid_on.is_(None))
-        items = [_payment_json(row, name, today) for row, name in s.execute(q)]
-    emit({"as_of": today, "items": items,
-          "unpaid_total_yen": sum(int(str(i["amount_yen"])) for i in items if i["paid_on"] is None)})
+    contract_id = _uuid(contract, "contract") if contract is not None else None
+    try:
+        found = payments.list_payments(_ctx(), today=today, contract_id=contract_id, unpaid_only=unpaid)
+    except Problem as e:
+        _fail(e.detail)
+    emit({"as_of": today, "items": [_payment_json(p) for p in found],
+          "unpaid_total_yen": payments.unpaid_total_yen(found)})
 
 
 def register(app: typer.Typer, contract_app: typer.Typer, get_ctx: Callable[[], Context]) -> None:
