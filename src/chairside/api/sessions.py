@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chairside.api.deps import get_context
 from chairside.api.principal import COOKIE, allow, client_address, credentials
-from chairside.auth import audit
-from chairside.auth.accounts import csrf_for, sign_in, sign_out
+from chairside.auth import sessions
+from chairside.auth.accounts import csrf_for
 from chairside.auth.principal import Principal
 from chairside.context import Context
 from chairside.db.models import utcnow
@@ -54,21 +54,10 @@ class Me(BaseModel):
 async def create_session(
     body: SignInBody, request: Request, response: Response, ctx: Annotated[Context, Depends(get_context)],
 ) -> SessionOut:
-    result = await anyio.to_thread.run_sync(lambda: sign_in(
+    result = await anyio.to_thread.run_sync(lambda: sessions.sign_in(
         ctx, body.login, body.password, body.device_name, takeover=body.takeover,
         address=client_address(request), user_agent=request.headers.get("user-agent", ""),
     ))
-    who = Principal("viewer", result.account.contract_id, None, account_id=result.account.id,
-                    session_id=result.session.id, name=result.account.login, device=result.session.device_name,
-                    address=client_address(request))
-
-    def log() -> None:
-        with ctx.db.session() as s:
-            audit.add(s, who, "session.signin")
-            if result.took_over:
-                audit.add(s, who, "session.takeover", detail={"from_device": result.took_over.device_name})
-
-    await anyio.to_thread.run_sync(log)
     max_age = int((result.session.expires_at - utcnow()).total_seconds())
     response.set_cookie(COOKIE, result.token, max_age=max_age, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https", path="/")
@@ -80,9 +69,7 @@ async def create_session(
 def delete_session(
     principal: Annotated[Principal, allow("admin", "viewer")], ctx: Annotated[Context, Depends(get_context)],
 ) -> Response:
-    assert principal.session_id is not None
-    sign_out(ctx, principal.session_id)
-    audit.record(ctx, principal, "session.signout")
+    sessions.sign_out(ctx, principal)
     response = Response(status_code=204)
     response.delete_cookie(COOKIE, path="/")
     return response
