@@ -14,7 +14,9 @@ from sqlalchemy import func, select
 from chairside.context import Context, build_context
 from chairside.db.models import AppliedOp, AuditEvent, Change, OutboxOp, Patient
 from chairside.relay import outbox
-from chairside.relay.uploader import RateMeter, Uploader, backoff_s, io_timeout
+from chairside.relay.meter import RateMeter
+from chairside.relay.retry import backoff_s, io_timeout
+from chairside.relay.uploader import Uploader
 from chairside.relay.upstream import Upstream
 from chairside.settings import Settings
 from tests.netem import Faults

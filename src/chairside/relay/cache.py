@@ -38,6 +38,7 @@ from starlette.responses import Response, StreamingResponse
 
 from chairside.blobs import BlobHashMismatch, FilesystemBlobStore
 from chairside.context import Context
+from chairside.db.engine import rowcount
 from chairside.db.models import CachedBlob, Media, utcnow
 from chairside.errors import Problem
 from chairside.media.ranges import BlobResponse
@@ -193,7 +194,7 @@ def ensure_free(ctx: Context) -> int:
                 with ctx.db.session() as s:
                     gone = s.execute(delete(CachedBlob).where(CachedBlob.sha256 == sha, CachedBlob.pinned.is_(False))
                                      .execution_options(synchronize_session=False))
-                if gone.rowcount == 1:  # type: ignore[attr-defined]
+                if rowcount(gone) == 1:
                     ctx.blobs.delete(sha)
                     evicted += int(size)
                     need -= int(size)

@@ -27,8 +27,9 @@ from sqlalchemy.orm import Session
 from chairside.context import Context
 from chairside.db.models import RelayState
 from chairside.relay import cache, follower
+from chairside.relay.queue import status_figures
 from chairside.relay.runtime import runtime_of
-from chairside.relay.uploader import Uploader, status_figures
+from chairside.relay.uploader import Uploader
 from chairside.relay.upstream import Upstream
 
 log = logging.getLogger("chairside.relay")
