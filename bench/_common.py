@@ -73,35 +73,34 @@ class Seeded:
     clinic_id: uuid.UUID
     patient_id: uuid.UUID
     token: str
+    clinic_ids: tuple[uuid.UUID, ...] = ()  # every clinic, clinic_id first
 
 
-def seed(data_dir: Path, database_url: str | None = None) -> Seeded:
-    """A contract, a clinic, a station (with its token) and one patient, through the Python API."""
+def operator(contract_id: uuid.UUID) -> Any:
+    """The operator acting for a whole contract (a `Principal`), as the admin CLI and the demo do."""
+    from chairside.auth.principal import Principal
+    return Principal("operator", contract_id, None, name="bench")
+
+
+def seed(data_dir: Path, database_url: str | None = None, *, clinics: Sequence[str] = ("ベンチ歯科 本院",)) -> Seeded:
+    """A contract, its clinics, a station (with its token) and one patient at the first clinic, through the
+    services (tenancy/service.py, patients/service.py): every row as production writes it, feed event included.
+    (The tests' tests/factories.py does the same; benchmarks run standalone and cannot import tests/.)"""
     from chairside.context import build_context
-    from chairside.db.models import Clinic, Contract, Patient
-    from chairside.patients.search import index_patient
+    from chairside.patients import service as patients
     from chairside.settings import Settings
-    from chairside.tenancy.service import create_station
+    from chairside.tenancy.service import create_clinic, create_contract, create_station
     settings = Settings.load(environ={}, data_dir=data_dir, database_url=database_url)
     ctx = build_context(settings)
     try:
-        with ctx.db.session() as s:
-            contract = Contract(name="医療法人 ベンチ歯科", plan_hours=100)
-            s.add(contract)
-            s.flush()
-            clinic = Clinic(contract_id=contract.id, name="ベンチ歯科 本院")
-            s.add(clinic)
-            s.flush()
-            patient = Patient(contract_id=contract.id, clinic_id=clinic.id, chart_no="00001",
-                              name="山田 太郎", name_kana="ヤマダ タロウ", sex="male")
-            s.add(patient)
-            s.flush()
-            index_patient(s, patient)
-            ids = contract.id, clinic.id, patient.id
-        _, token = create_station(ctx, ids[1], "Bench chair")
+        contract_id = create_contract(ctx, "医療法人 ベンチ歯科", 100).id
+        clinic_ids = tuple(create_clinic(ctx, contract_id, name).id for name in clinics)
+        _, token = create_station(ctx, clinic_ids[0], "Bench chair")
+        patient = patients.create(ctx, operator(contract_id), clinic_ids[0], "00001", "山田 太郎", "ヤマダ タロウ",
+                                  sex="male")
     finally:
         ctx.db.dispose()
-    return Seeded(data_dir, database_url, *ids, token=token)
+    return Seeded(data_dir, database_url, contract_id, clinic_ids[0], patient.id, token=token, clinic_ids=clinic_ids)
 
 
 # -- a server process ---------------------------------------------------------------------

@@ -1,12 +1,12 @@
 """A relay back after a month offline: how long it takes to catch up with the cloud's feed, and its memory.
 
-The cloud's data folder is seeded through the real write code (ORM rows and their feed events,
-`sync.changes`): a contract, a clinic, a station, a relay token, `--patients` patients and
-`--media` media items of them (one real thumbnail blob shared by all, so the relay's default
-prefetch of thumbnails does its work). Then `chairside cloud serve` and, on a fresh data folder,
-`chairside relay serve` start; the relay's follower pulls the feed (pages of 500) and applies
-it. Measured: the time from the relay's start until its status says `behind: 0` at the cloud's
-head, and the relay process's peak RSS (sampled every 20 ms).
+The cloud's data folder is seeded through the services, each row with its feed event: a contract,
+a clinic, a station, a relay token, `--patients` patients, and `--media` media items of them
+(rows written with the real emit code of `feed.changes`, without files: one real thumbnail blob
+shared by all, so the relay's default prefetch of thumbnails does its work). Then `chairside cloud
+serve` and, on a fresh data folder, `chairside relay serve` start; the relay's follower pulls the
+feed (pages of 500) and applies it. Measured: the time from the relay's start until its status
+says `behind: 0` at the cloud's head, and the relay process's peak RSS (sampled every 20 ms).
 
 Reference, in the same run: the time to download the same feed pages with httpx without
 applying them (what the network and the cloud alone cost).
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from _common import BIN, MiB, Server, free_port, header, seed, stop, tree_rss, workdir
+from _common import BIN, MiB, Server, free_port, header, operator, seed, stop, tree_rss, workdir
 
 TARGET_S = 60.0
 TARGET_RSS = 200 * MiB
@@ -37,13 +37,14 @@ TARGET_RSS = 200 * MiB
 def seed_cloud(data_dir: Path, patients: int, media: int) -> tuple[str, str, int]:
     """Answers the station token, the relay token and the feed's head."""
     from chairside.context import build_context
-    from chairside.db.models import Clinic, Contract, Media, Patient, Station
+    from chairside.db.models import Contract, Media
     from chairside.feed import changes
     from chairside.mediafile.generate import make_jpeg
     from chairside.mediafile.thumbnails import make_thumbnail
+    from chairside.patients import service as patients_service
     from chairside.settings import Settings
     from chairside.tenancy.service import create_relay
-    seeded = seed(data_dir)
+    seeded = seed(data_dir)  # through the services: each row with its feed event
     ctx = build_context(Settings.load(environ={}, data_dir=data_dir))
     try:
         photo = data_dir.parent / "photo.jpg"
@@ -51,24 +52,12 @@ def seed_cloud(data_dir: Path, patients: int, media: int) -> tuple[str, str, int
         thumb = make_thumbnail(photo, "image", 480)
         thumb_sha = hashlib.sha256(thumb).hexdigest()
         ctx.blobs.put_stream(thumb_sha, [thumb])
-        with ctx.db.session() as s:  # the rows seed() made, announced on the feed
-            changes.contract_changed(s, seeded.contract_id)
-            clinic = s.get(Clinic, seeded.clinic_id)
-            assert clinic is not None
-            changes.clinic_changed(s, clinic)
-            for station in s.query(Station).filter_by(clinic_id=seeded.clinic_id):
-                changes.station_changed(s, station)
         _, relay_token = create_relay(ctx, seeded.clinic_id)
         t = time.perf_counter()
-        ids: list[uuid.UUID] = []
-        for start in range(0, patients, 1000):
-            with ctx.db.session() as s:
-                for i in range(start, min(patients, start + 1000)):
-                    p = Patient(contract_id=seeded.contract_id, clinic_id=seeded.clinic_id, chart_no=f"{10_000 + i}",
-                                name=f"患者 {i}", name_kana=f"カンジャ {i}", sex="unknown")
-                    s.add(p)
-                    changes.patient_changed(s, p)
-                    ids.append(p.id)
+        ids = [patients_service.create(ctx, operator(seeded.contract_id), seeded.clinic_id, f"{10_000 + i}",
+                                       f"患者 {i}", f"カンジャ {i}", sex="unknown").id for i in range(patients)]
+        # The media rows are written here with their feed events (the real emit code), not ingested: ingest
+        # needs each item's file, and the relay's catch-up fetches only the thumbnails (the one made above).
         month_ago = datetime.now(UTC) - timedelta(days=30)
         for start in range(0, media, 1000):
             with ctx.db.session() as s:

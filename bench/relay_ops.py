@@ -1,7 +1,7 @@
-"""Station operations through the clinic's relay while the WAN is healthy, slow or down (issue 5).
+"""Station operations through the clinic's relay while the WAN is healthy, slow or down.
 
-A cloud (`chairside cloud serve`, SQLite) is seeded through the real write code (ORM rows with
-their feed events): a contract with two clinics A and B, a station of each, a relay token for
+A cloud (`chairside cloud serve`, SQLite) is seeded through the services (each row with its feed
+event): a contract with two clinics A and B, a station of each, a relay token for
 clinic A, `--patients` patients with Japanese names and kana (both clinics). Then real media are
 uploaded to the cloud with the SDK (small H.264 clips and JPEGs from chairside.mediafile.generate),
 most as clinic B's station, so they reach the relay through the changes feed only. Between the
@@ -63,7 +63,7 @@ from typing import Any
 import httpx
 import psutil
 
-from _common import ROOT, Relay, Server, header, percentile, tree, tree_cpu_seconds, workdir
+from _common import ROOT, Relay, Server, header, operator, percentile, tree, tree_cpu_seconds, workdir
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -121,44 +121,27 @@ class World:
 # -- the cloud's data ----------------------------------------------------------------------
 
 def seed_cloud(data_dir: Path, patients: int) -> World:
-    """Contract, clinics A and B, a station of each, a relay token for A, patients: rows and feed events."""
+    """Contract, clinics A and B, a station of each, a relay token for A, patients: through the services."""
     from chairside.context import build_context
-    from chairside.db.models import Clinic, Contract, Patient
-    from chairside.feed import changes
-    from chairside.patients.search import index_patient
+    from chairside.patients import service as patients_service
     from chairside.settings import Settings
-    from chairside.tenancy.service import create_relay, create_station
+    from chairside.tenancy.service import create_clinic, create_contract, create_relay, create_station
     ctx = build_context(Settings.load(environ={}, data_dir=data_dir))
-    try:
-        with ctx.db.session() as s:  # in feed order: the contract, its clinics, then their stations
-            contract = Contract(name="医療法人 ベンチ歯科", plan_hours=100)
-            s.add(contract)
-            s.flush()
-            changes.contract_changed(s, contract.id)
-            clinics = [Clinic(contract_id=contract.id, name=n) for n in ("ベンチ歯科 本院", "ベンチ歯科 駅前分院")]
-            for clinic in clinics:
-                s.add(clinic)
-                s.flush()
-                changes.clinic_changed(s, clinic)
-            contract_id, clinic_a, clinic_b = contract.id, clinics[0].id, clinics[1].id
+    try:  # in feed order: the contract, its clinics, then their stations
+        contract_id = create_contract(ctx, "医療法人 ベンチ歯科", 100).id
+        clinic_a, clinic_b = (create_clinic(ctx, contract_id, n).id for n in ("ベンチ歯科 本院", "ベンチ歯科 駅前分院"))
         _, station_a = create_station(ctx, clinic_a, "Chair 1")
         _, station_b = create_station(ctx, clinic_b, "Branch chair")
         _, relay_token = create_relay(ctx, clinic_a)
         ids_a: list[uuid.UUID] = []
         ids_b: list[uuid.UUID] = []
-        with ctx.db.session() as s:
-            for i in range(patients):
-                family, family_kana = FAMILY[i % len(FAMILY)]
-                given, given_kana, sex = GIVEN[(i // len(FAMILY)) % len(GIVEN)]
-                in_b = i % 3 == 2
-                p = Patient(contract_id=contract_id, clinic_id=clinic_b if in_b else clinic_a,
-                            chart_no=f"{20_000 + i}", name=f"{family} {given}", name_kana=f"{family_kana} {given_kana}",
-                            sex=sex)
-                s.add(p)
-                s.flush()
-                index_patient(s, p)
-                changes.patient_changed(s, p)
-                (ids_b if in_b else ids_a).append(p.id)
+        for i in range(patients):
+            family, family_kana = FAMILY[i % len(FAMILY)]
+            given, given_kana, sex = GIVEN[(i // len(FAMILY)) % len(GIVEN)]
+            in_b = i % 3 == 2
+            p = patients_service.create(ctx, operator(contract_id), clinic_b if in_b else clinic_a, f"{20_000 + i}",
+                                        f"{family} {given}", f"{family_kana} {given_kana}", sex=sex)
+            (ids_b if in_b else ids_a).append(p.id)
     finally:
         ctx.db.dispose()
     return World("", station_a, station_b, relay_token, clinic_a, clinic_b, ids_a, ids_b)

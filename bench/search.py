@@ -103,7 +103,9 @@ HALF_WIDTH = str.maketrans(_half_width_table())
 # -- seeding ----------------------------------------------------------------------------------
 # Rows are made as tuples of text and numbers in the form each database stores: UUIDs as 32 hex
 # digits (SQLAlchemy's form on SQLite; PostgreSQL reads it too), times in UTC with microseconds
-# (with "+00" for PostgreSQL's timestamptz). Going through ORM objects would take minutes.
+# (with "+00" for PostgreSQL's timestamptz). Going through ORM objects would take minutes, and through
+# the services (one transaction per patient, ~20 ms) more than half an hour: only the tenant is seeded
+# through them (_common.seed), the bulk rows are written here.
 
 PATIENT_COLUMNS = ("id", "contract_id", "clinic_id", "chart_no", "name", "name_kana", "birth_date", "sex",
                    "created_at", "updated_at")
@@ -203,16 +205,10 @@ def bulk_insert(url: str, table: str, columns: tuple[str, ...], rows: Iterator[t
 
 def build(url: str, data_dir: Path, n_patients: int, n_media: int) -> tuple[Seeded, Person, Person]:
     """Seeded tenant (contract, 5 clinics, station) plus the bulk rows; answers the ~1,000 and ~50 patients."""
-    from chairside.db.models import Clinic
-    seeded = seed(data_dir, database_url=None if url.startswith("sqlite") else url)
+    seeded = seed(data_dir, database_url=None if url.startswith("sqlite") else url,
+                  clinics=["ベンチ歯科 本院", *(f"ベンチ歯科 {n}号院" for n in range(2, 6))])
     rng = random.Random(20261124)
-    db = Database(url)
-    with db.session() as s:
-        extra = [Clinic(contract_id=seeded.contract_id, name=f"ベンチ歯科 {n}号院") for n in range(2, 6)]
-        s.add_all(extra)
-        s.flush()
-        clinics = [seeded.clinic_id, *(c.id for c in extra)]
-    db.dispose()
+    clinics = list(seeded.clinic_ids)
     pg = not url.startswith("sqlite")
     contract = seeded.contract_id.hex
     t0 = time.perf_counter()

@@ -2,18 +2,21 @@
 
 Every test that takes `ctx` (or anything built on it) runs twice: on SQLite and on
 PostgreSQL. PostgreSQL is skipped when none is reachable, except when
-CHAIRSIDE_REQUIRE_POSTGRES=1 (CI sets it), where its absence fails the run.
+CHAIRSIDE_REQUIRE_POSTGRES=1 (CI sets it), where its absence fails the run. A test that
+needs a database of its own, empty (a migration test), takes `fresh_database_url`.
+
+The data fixtures (`tenant`, `admin`, …) call tests/factories.py, which seeds through the services.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -26,9 +29,9 @@ from chairside.client import Client
 from chairside.context import Context, build_context
 from chairside.db import migrate
 from chairside.db.engine import make_engine
-from chairside.db.models import Base, Clinic, Contract
+from chairside.db.models import Base
 from chairside.settings import Settings
-from chairside.tenancy.service import create_station
+from tests.factories import Tenant, Viewer, make_account, make_tenant
 
 PG_ADMIN = os.environ.get("CHAIRSIDE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -41,23 +44,36 @@ def _pg_reachable() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, built by the migrations."""
+def require_postgres() -> None:
+    """Skip the test without a reachable PostgreSQL; fail it instead when CHAIRSIDE_REQUIRE_POSTGRES=1 (CI)."""
     if not _pg_reachable():
         if os.environ.get("CHAIRSIDE_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL is required but not reachable at {PG_ADMIN}")
         pytest.skip("no PostgreSQL reachable")
+
+
+@contextlib.contextmanager
+def scratch_pg_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database (no tables), dropped afterwards: answers its URL."""
+    require_postgres()
     name = f"chairside_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    yield url
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, built by the migrations."""
+    with scratch_pg_database() as url:
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield url
 
 
 DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -72,6 +88,17 @@ def empty_pg_database(request: pytest.FixtureRequest) -> str:
         conn.execute(text(f"TRUNCATE {tables} CASCADE"))
     engine.dispose()
     return url
+
+
+@pytest.fixture(params=DATABASES)
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of the test's own with no tables yet, on SQLite and on PostgreSQL (a scratch database,
+    dropped afterwards): for the tests that build an old schema and migrate it."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    with scratch_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=DATABASES)
@@ -131,30 +158,6 @@ def server(ctx: Context) -> Iterator[LiveServer]:
         yield live
 
 
-@dataclass
-class Tenant:
-    contract_id: uuid.UUID
-    clinic_ids: list[uuid.UUID]
-    station_tokens: list[str]  # one station per clinic, in order
-
-    @property
-    def token(self) -> str:
-        return self.station_tokens[0]
-
-
-def make_tenant(ctx: Context, name: str = "テスト歯科", clinics: int = 2) -> Tenant:
-    with ctx.db.session() as s:
-        contract = Contract(name=name, plan_hours=100)
-        s.add(contract)
-        s.flush()
-        rows = [Clinic(contract_id=contract.id, name=f"{name} {i + 1}") for i in range(clinics)]
-        s.add_all(rows)
-        s.flush()
-        contract_id, clinic_ids = contract.id, [c.id for c in rows]
-    tokens = [create_station(ctx, cid, f"Chair {i + 1}")[1] for i, cid in enumerate(clinic_ids)]
-    return Tenant(contract_id, clinic_ids, tokens)
-
-
 @pytest.fixture
 def tenant(ctx: Context) -> Tenant:
     return make_tenant(ctx)
@@ -192,21 +195,6 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "jpeg-named.mp4").write_bytes((d / "photo.jpg").read_bytes())
     (d / "notes.txt").write_text("歯科メモ: これは写真ではありません\n" * 50)
     return d
-
-
-@dataclass
-class Viewer:
-    login: str
-    password: str
-    account_id: uuid.UUID
-
-
-def make_account(ctx: Context, tenant: Tenant, login: str, *, admin: bool = False,
-                 clinic_ids: list[uuid.UUID] | None = None) -> Viewer:
-    from chairside.auth.accounts import create_account
-    password = f"pw-{login}-0123456789"
-    account = create_account(ctx, tenant.contract_id, login, password, is_admin=admin, clinic_ids=clinic_ids)
-    return Viewer(login, password, account.id)
 
 
 def sign_in(server: LiveServer, viewer: Viewer, device: str = "Reception PC", takeover: bool = False) -> str:

@@ -13,7 +13,8 @@ from chairside.client import Client
 from chairside.context import Context
 from chairside.db.models import EnrollmentCode, utcnow
 from chairside.tenancy.service import new_enroll_code
-from tests.conftest import LiveServer, Tenant, Viewer, sign_in
+from tests.conftest import LiveServer, sign_in
+from tests.factories import Tenant, Viewer
 
 
 def _h(token: str) -> dict[str, str]:

@@ -13,7 +13,8 @@ from sqlalchemy import select
 from chairside.client import Client
 from chairside.context import Context
 from chairside.db.models import AuditEvent
-from tests.conftest import LiveServer, Tenant, Viewer, make_account, sign_in
+from tests.conftest import LiveServer, sign_in
+from tests.factories import Tenant, Viewer, make_account
 
 ARROW = {"type": "arrow", "color": "#e53935", "width": 0.006, "start": [0.1, 0.2], "end": [0.5, 0.6]}
 PEN = {"type": "pen", "color": "#1e88e5", "width": 0.004, "points": [[0.1, 0.1], [0.2, 0.25], [0.3, 0.2]]}

@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from chairside.api.display import cached_display
 from chairside.client import Client
 from chairside.context import Context
-from tests.conftest import LiveServer, Tenant
+from chairside.media.derivatives import cached_display
+from tests.conftest import LiveServer
+from tests.factories import Tenant
 
 
 def _get(server: LiveServer, tenant: Tenant, path: str, **headers: str) -> httpx.Response:
@@ -78,7 +79,8 @@ def test_a_video_has_no_display_copy(server: LiveServer, tenant: Tenant, api: Cl
 def test_purging_a_photo_removes_its_display_copy(
     ctx: Context, server: LiveServer, tenant: Tenant, api: Client, patient: dict[str, Any], media_dir: Path
 ) -> None:
-    from tests.conftest import make_account, sign_in
+    from tests.conftest import sign_in
+    from tests.factories import make_account
 
     item = api.upload(media_dir / "photo.heic", patient["id"])
     _get(server, tenant, f"/api/v1/media/{item['id']}/display").raise_for_status()

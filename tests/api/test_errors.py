@@ -3,7 +3,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, Tenant
+from tests.conftest import LiveServer
+from tests.factories import Tenant
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [

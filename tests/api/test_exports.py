@@ -17,13 +17,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from chairside.api.exports import Entry, manifest, plan_entries, safe_name, stream_zip
 from chairside.auth.principal import Principal
 from chairside.blobs.filesystem import FilesystemBlobStore
 from chairside.client import Client
 from chairside.context import Context
 from chairside.db.models import AuditEvent, Media, Patient
-from tests.conftest import LiveServer, Tenant, Viewer, make_account, sign_in
+from chairside.media.export import Entry, manifest, plan_entries, safe_name, stream_zip
+from tests.conftest import LiveServer, sign_in
+from tests.factories import Tenant, Viewer, make_account
 
 
 @pytest.fixture

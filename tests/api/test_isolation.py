@@ -15,7 +15,8 @@ import pytest
 
 from chairside.client import Client
 from chairside.context import Context
-from tests.conftest import LiveServer, Tenant, make_account, sign_in
+from tests.conftest import LiveServer, sign_in
+from tests.factories import Tenant, make_account
 from tests.uploads.helpers import create
 
 PARAM = re.compile(r"\{(\w+)\}")

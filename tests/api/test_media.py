@@ -13,7 +13,8 @@ from PIL import Image, ImageStat
 from chairside.client import ChairsideError, Client
 from chairside.context import Context
 from chairside.media.ranges import Unsatisfiable, parse_range
-from tests.conftest import LiveServer, Tenant
+from tests.conftest import LiveServer
+from tests.factories import Tenant
 
 
 @pytest.fixture

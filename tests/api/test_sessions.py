@@ -10,7 +10,8 @@ from sqlalchemy import update
 
 from chairside.context import Context
 from chairside.db.models import DeviceSession, utcnow
-from tests.conftest import LiveServer, Tenant, Viewer, make_account, sign_in
+from tests.conftest import LiveServer, sign_in
+from tests.factories import Tenant, Viewer, make_account
 
 
 def _me(server: LiveServer, token: str) -> httpx.Response:
@@ -132,7 +133,8 @@ def test_wrong_passwords_are_throttled_without_revealing_logins_and_the_owner_ge
 
     from chairside.context import build_context
     from chairside.settings import Settings
-    from tests.conftest import LiveServer, make_tenant
+    from tests.conftest import LiveServer
+    from tests.factories import make_tenant
 
     settings = Settings.load(environ={}, data_dir=Path(str(tmp_path)) / "t", database_url=database_url,
                              signin_max_wait_s=2, signin_free_failures=5, signin_free_failures_per_address=20)

@@ -9,7 +9,8 @@ import httpx
 
 from chairside.client import Client
 from chairside.context import Context
-from tests.conftest import LiveServer, Tenant, Viewer, make_account, sign_in
+from tests.conftest import LiveServer, sign_in
+from tests.factories import Tenant, Viewer, make_account
 
 
 def _h(server: LiveServer, viewer: Viewer) -> dict[str, str]:

@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import select
 
 from chairside.context import Context
-from chairside.db.models import Clinic, Contract, IssuedInvoice, PlanChange, utcnow
+from chairside.db.models import Contract, IssuedInvoice, PlanChange, utcnow
 from chairside.domain.billing import Month, late_interest
 from chairside.domain.calendar import japan_day
 from chairside.quota import plan_changes
 from tests.admin_cli import run_admin
-from tests.conftest import Tenant
+from tests.factories import Tenant, make_clinic, make_contract
 from tests.quota.helpers import HOUR_MS, set_counter
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -71,8 +71,9 @@ def test_set_plan_applies_at_once_and_is_recorded_with_its_time(ctx: Context, te
     assert out.exit_code == 0, out.stderr
     assert out.json() == {"contract_id": str(tenant.contract_id), "previous_plan_hours": 100, "plan_hours": 300}
     assert _plan(ctx, tenant.contract_id) == 300
-    with ctx.db.read() as s:
-        [change] = s.scalars(select(PlanChange).where(PlanChange.contract_id == tenant.contract_id)).all()
+    with ctx.db.read() as s:  # after the tenant's first plan, recorded when it was made
+        [change] = s.scalars(select(PlanChange).where(PlanChange.contract_id == tenant.contract_id,
+                                                      PlanChange.reason != "onboarding")).all()
         assert (change.hours, change.previous_hours, change.reason) == (300, 100, "operator")
         assert change.effective_at >= before
 
@@ -115,8 +116,9 @@ def test_approve_applies_the_plan_and_a_decided_request_cannot_be_decided_again(
     assert out.exit_code == 0, out.stderr
     assert out.json()["status"] == "approved" and out.json()["decided_at"]
     assert _plan(ctx, tenant.contract_id) == 200
-    with ctx.db.read() as s:
-        [change] = s.scalars(select(PlanChange).where(PlanChange.contract_id == tenant.contract_id)).all()
+    with ctx.db.read() as s:  # after the tenant's first plan, recorded when it was made
+        [change] = s.scalars(select(PlanChange).where(PlanChange.contract_id == tenant.contract_id,
+                                                      PlanChange.reason != "onboarding")).all()
         assert (change.reason, change.request_id, change.hours) == ("request", request.id, 200)
     for verb in ("approve", "decline"):
         again = run_admin(ctx, "plan-request", verb, str(request.id))
@@ -146,13 +148,9 @@ def test_deciding_an_unknown_request_is_a_clear_error(ctx: Context) -> None:
 
 def _billed_contract(ctx: Context) -> uuid.UUID:
     created = datetime(2026, 1, 20, 10, tzinfo=JST)
-    with ctx.db.session() as s:
-        contract = Contract(name="=HYPERLINK(\"x\") 歯科", plan_hours=300, created_at=created)
-        s.add(contract)
-        s.flush()
-        plan_changes.record_first_plan(s, contract)
-        s.add(Clinic(contract_id=contract.id, name="本院", created_at=created))
-        return contract.id
+    contract_id = make_contract(ctx, "=HYPERLINK(\"x\") 歯科", 300, created_at=created)
+    make_clinic(ctx, contract_id, "本院", created_at=created)
+    return contract_id
 
 
 def test_invoices_as_json(ctx: Context) -> None:
@@ -217,13 +215,9 @@ def test_a_month_not_over_yet_is_refused(ctx: Context) -> None:
 def _small_contract(ctx: Context, created: datetime | None = None) -> uuid.UUID:
     """A 100-hour contract with one clinic, started on 20 January 2026: 7,900 yen a month from March."""
     created = created or datetime(2026, 1, 20, 10, tzinfo=JST)
-    with ctx.db.session() as s:
-        contract = Contract(name="小さな歯科", plan_hours=100, created_at=created)
-        s.add(contract)
-        s.flush()
-        plan_changes.record_first_plan(s, contract)
-        s.add(Clinic(contract_id=contract.id, name="本院", created_at=created))
-        return contract.id
+    contract_id = make_contract(ctx, "小さな歯科", 100, created_at=created)
+    make_clinic(ctx, contract_id, "本院", created_at=created)
+    return contract_id
 
 
 def _billed_months(ctx: Context, contract_id: uuid.UUID, *months: str) -> list[str]:
@@ -306,8 +300,7 @@ def test_a_notice_cannot_end_the_contract_before_invoices_already_issued_or_a_cl
     out = run_admin(ctx, "contract", "cancel", "--contract", str(c), "--notice-on", "2026-03-20")
     assert out.exit_code == 2
     assert "ends the contract on 2026-03-31, but invoices were already issued for 2026-05" in out.stderr
-    with ctx.db.session() as s:
-        s.add(Clinic(contract_id=c, name="分院", created_at=datetime(2026, 7, 1, 10, tzinfo=JST)))
+    make_clinic(ctx, c, "分院", created_at=datetime(2026, 7, 1, 10, tzinfo=JST))
     out = run_admin(ctx, "contract", "cancel", "--contract", str(c), "--notice-on", "2026-05-10")
     assert out.exit_code == 2 and "is set up on 2026-07-01, after the contract ends on 2026-05-31" in out.stderr
     with ctx.db.read() as s:

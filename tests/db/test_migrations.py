@@ -3,7 +3,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -15,7 +14,6 @@ from chairside.context import Context
 from chairside.db import migrate
 from chairside.db.engine import make_engine
 from chairside.db.models import Base
-from tests.conftest import PG_ADMIN
 
 
 def test_the_migrations_build_exactly_the_models_schema(ctx: Context) -> None:
@@ -40,15 +38,9 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(ctx: Context) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_migration_0008_gives_issued_invoices_their_amount_as_interest_base(database_url: str) -> None:
+def test_migration_0008_gives_issued_invoices_their_amount_as_interest_base(fresh_database_url: str) -> None:
     """Rows issued before 0008 kept no lines: their base is their amount (docs/billing.md, rule 7)."""
-    url = database_url
-    if not url.startswith("sqlite"):  # a database of its own: the shared one stays at head
-        name = f"chairside_mig_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = url.rsplit("/", 1)[0] + f"/{name}"
-    engine = make_engine(url)
+    engine = make_engine(fresh_database_url)
     t, c = sa.table, sa.column
     invoices = t("issued_invoices", c("id", sa.Uuid()), c("contract_id", sa.Uuid()), c("month"), c("amount_yen"),
                  c("issued_on", sa.Date()), c("due_on", sa.Date()), c("paid_on", sa.Date()), c("created_at"))
@@ -77,6 +69,3 @@ def test_migration_0008_gives_issued_invoices_their_amount_as_interest_base(data
                 "issued_on": date(2026, 6, 30), "due_on": date(2026, 7, 31), "paid_on": None, "created_at": now})
     finally:
         engine.dispose()
-        if url != database_url:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')

@@ -12,22 +12,19 @@ import pytest
 
 from chairside.client import Client
 from chairside.context import Context
-from chairside.db.models import Clinic, Relay
+from chairside.db.models import Clinic, Contract, Relay
 from chairside.feed import changes
 from chairside.media import trash
 from chairside.quota.plan_changes import set_plan
-from chairside.tenancy.service import create_relay, revoke_relay
+from chairside.tenancy.service import create_relay, create_station, revoke_relay
 from tests.admin_cli import run_admin
-from tests.conftest import LiveServer, Tenant
+from tests.conftest import LiveServer
+from tests.factories import Tenant, make_relay_token
 
 
 def feed(server: LiveServer, token: str, **params: Any) -> httpx.Response:
     return httpx.get(f"{server.url}/api/v1/feed", params=params, headers={"Authorization": f"Bearer {token}"},
                      timeout=90)
-
-
-def relay_token(ctx: Context, clinic_id: uuid.UUID) -> str:
-    return create_relay(ctx, clinic_id)[1]
 
 
 def test_a_clinics_day_appears_in_the_feed_in_order_with_gapless_seqs(
@@ -101,7 +98,7 @@ def test_concurrent_writers_get_unique_gapless_seqs_and_a_reader_never_skips_one
         try:
             barrier.wait()
             for n in range(per_thread):
-                with ctx.db.session() as s:
+                with ctx.db.session() as s:  # not create_clinic: this writes more after the event
                     clinic = Clinic(contract_id=tenant.contract_id, name=f"branch {threading.get_ident()} {n}")
                     s.add(clinic)
                     changes.clinic_changed(s, clinic)
@@ -142,7 +139,7 @@ def test_paging_through_2500_events(ctx: Context, server: LiveServer, tenant: Te
     with ctx.db.session() as s:
         for n in range(2500):
             changes.emit(s, tenant.contract_id, "clinic", uuid.uuid4(), {"n": n})
-    token = relay_token(ctx, tenant.clinic_ids[0])
+    token = make_relay_token(ctx, tenant.clinic_ids[0])
     cursor, pages, seqs = 0, [], []
     while True:
         page = feed(server, token, after=cursor, limit=1000).json()
@@ -151,8 +148,8 @@ def test_paging_through_2500_events(ctx: Context, server: LiveServer, tenant: Te
         cursor = page["next"]
         if not page["more"]:
             break
-    head = 2500 + 2  # and the tenant's two stations
-    assert pages == [(1000, 1000, True), (1000, 2000, True), (502, head, False)]
+    head = 2500 + 5  # and the tenant's contract, two clinics and two stations
+    assert pages == [(1000, 1000, True), (1000, 2000, True), (505, head, False)]
     assert seqs == list(range(1, head + 1))
     last = feed(server, token, after=cursor).json()  # at the head: nothing, the cursor stays
     assert (last["items"], last["next"], last["more"], last["head"]) == ([], head, False, head)
@@ -164,17 +161,18 @@ def test_visibility_leaves_out_other_clinics_events_but_moves_past_them(ctx: Con
         for clinic in (a, b, b, None, b, a):
             changes.emit(s, tenant.contract_id, "patient", uuid.uuid4(), {}, clinic_id=clinic)
     with ctx.db.read() as s:
-        scoped = changes.read(s, tenant.contract_id, 2, 4, frozenset({a}))  # seqs 3..6 examined (2 stations first)
-        everything = changes.read(s, tenant.contract_id, 2, 4, None)
-        hidden_tail = changes.read(s, tenant.contract_id, 6, 1, frozenset({a}))  # seq 7: clinic b only
-    assert [(c.seq, c.clinic_id) for c in scoped.items] == [(3, a), (6, None)]
-    assert (scoped.next, scoped.more, scoped.head) == (6, True, 8)
-    assert [c.seq for c in everything.items] == [3, 4, 5, 6]
-    assert (hidden_tail.items, hidden_tail.next, hidden_tail.more) == ([], 7, True)
+        # seqs 6..9 examined (the tenant's contract, two clinics and two stations first)
+        scoped = changes.read(s, tenant.contract_id, 5, 4, frozenset({a}))
+        everything = changes.read(s, tenant.contract_id, 5, 4, None)
+        hidden_tail = changes.read(s, tenant.contract_id, 9, 1, frozenset({a}))  # seq 10: clinic b only
+    assert [(c.seq, c.clinic_id) for c in scoped.items] == [(6, a), (9, None)]
+    assert (scoped.next, scoped.more, scoped.head) == (9, True, 11)
+    assert [c.seq for c in everything.items] == [6, 7, 8, 9]
+    assert (hidden_tail.items, hidden_tail.next, hidden_tail.more) == ([], 10, True)
 
 
 def test_long_poll_returns_the_new_event(ctx: Context, server: LiveServer, tenant: Tenant) -> None:
-    token = relay_token(ctx, tenant.clinic_ids[0])
+    token = make_relay_token(ctx, tenant.clinic_ids[0])
     head = feed(server, token).json()["head"]
     quiet = feed(server, token, after=head, wait=0.3).json()
     assert (quiet["items"], quiet["next"], quiet["more"]) == ([], head, False)
@@ -194,11 +192,15 @@ def test_long_poll_returns_the_new_event(ctx: Context, server: LiveServer, tenan
 def test_a_relay_reads_only_its_own_contracts_feed(
     ctx: Context, server: LiveServer, tenant: Tenant, other_tenant: Tenant,
 ) -> None:
-    mine = feed(server, relay_token(ctx, tenant.clinic_ids[0])).json()
-    theirs = feed(server, relay_token(ctx, other_tenant.clinic_ids[0])).json()
-    assert {e["body"]["contract_id"] for e in mine["items"]} == {str(tenant.contract_id)}
-    assert {e["body"]["contract_id"] for e in theirs["items"]} == {str(other_tenant.contract_id)}
-    assert [e["seq"] for e in theirs["items"]] == [1]  # each contract counts from 1
+    mine = feed(server, make_relay_token(ctx, tenant.clinic_ids[0])).json()
+    theirs = feed(server, make_relay_token(ctx, other_tenant.clinic_ids[0])).json()
+
+    def contract_of(event: dict[str, Any]) -> str:  # a contract's own event names it by its id
+        return str(event["body"]["id" if event["kind"] == "contract" else "contract_id"])
+
+    assert {contract_of(e) for e in mine["items"]} == {str(tenant.contract_id)}
+    assert {contract_of(e) for e in theirs["items"]} == {str(other_tenant.contract_id)}
+    assert [e["seq"] for e in theirs["items"]] == [1, 2, 3]  # each contract counts from 1: contract, clinic, station
 
 
 def test_bad_parameters_and_callers_get_problems(ctx: Context, server: LiveServer, tenant: Tenant) -> None:
@@ -217,9 +219,18 @@ def test_bad_parameters_and_callers_get_problems(ctx: Context, server: LiveServe
 
 
 def test_backfill_puts_rows_made_before_the_feed_into_it(ctx: Context, server: LiveServer, media_dir: Path) -> None:
-    from tests.conftest import make_tenant
-
-    tenant = make_tenant(ctx, name="古い歯科")  # rows written straight to the database: only stations are in the feed
+    # Rows as written before the feed existed: straight into the database, not through the services (which
+    # announce every row); only the stations, made by the service, are in the feed.
+    with ctx.db.session() as s:
+        contract = Contract(name="古い歯科", plan_hours=100)
+        s.add(contract)
+        s.flush()
+        clinics = [Clinic(contract_id=contract.id, name=f"古い歯科 {i + 1}") for i in range(2)]
+        s.add_all(clinics)
+        s.flush()
+        contract_id, clinic_ids = contract.id, [c.id for c in clinics]
+    tenant = Tenant(contract_id, clinic_ids, [create_station(ctx, cid, f"Chair {i + 1}")[1]
+                                              for i, cid in enumerate(clinic_ids)])
     with Client(server.url, tenant.token) as api:
         patient = api.create_patient(tenant.clinic_ids[0], "1", "古川 一郎", "フルカワ イチロウ")
         item = api.upload(media_dir / "photo.jpg", patient["id"])
@@ -227,7 +238,7 @@ def test_backfill_puts_rows_made_before_the_feed_into_it(ctx: Context, server: L
         before = changes.head(s, tenant.contract_id)
     done = run_admin(ctx, "feed", "backfill", "--contract", str(tenant.contract_id)).json()
     assert done["events"] == 1 + 2 + 2 + 1 + 1  # contract, clinics, stations, the patient, the photo
-    page = feed(server, relay_token(ctx, tenant.clinic_ids[0]), after=before).json()
+    page = feed(server, make_relay_token(ctx, tenant.clinic_ids[0]), after=before).json()
     assert [e["kind"] for e in page["items"]] == ["contract", "clinic", "clinic", "station", "station", "patient",
                                                   "media"]
     assert page["items"][-1]["id"] == item["id"] and page["head"] == before + done["events"]

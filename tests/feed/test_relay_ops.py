@@ -28,7 +28,8 @@ from chairside.patients.fields import PatientIn, PatientPatch
 from chairside.roles import RELAY
 from chairside.tenancy.service import create_relay
 from tests.admin_cli import run_admin
-from tests.conftest import LiveServer, Tenant
+from tests.conftest import LiveServer
+from tests.factories import Tenant
 
 
 def op(server: LiveServer, token: str, kind: str, body: dict[str, Any], op_id: str | None = None) -> httpx.Response:

@@ -12,7 +12,8 @@ from chairside.context import Context
 from chairside.db.models import Contract, Media, Station
 from chairside.quota import usage
 from chairside.tenancy.service import create_relay
-from tests.conftest import LiveServer, Tenant
+from tests.conftest import LiveServer
+from tests.factories import Tenant
 from tests.uploads import helpers as tus
 
 

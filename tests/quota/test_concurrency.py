@@ -19,7 +19,8 @@ from chairside.client import Client
 from chairside.context import Context
 from chairside.mediafile import generate
 from chairside.quota import usage
-from tests.conftest import Tenant, free_port
+from tests.conftest import free_port
+from tests.factories import Tenant
 from tests.quota.helpers import HOUR_MS, counter, notices, set_counter
 
 UPLOADS = 20

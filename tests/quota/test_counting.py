@@ -17,7 +17,7 @@ from chairside.media.ingest import IngestRequest, file_sha256, ingest
 from chairside.media.trash import purge_media
 from chairside.quota import usage
 from tests.admin_cli import run_admin
-from tests.conftest import Tenant
+from tests.factories import Tenant
 from tests.quota.helpers import counter, set_counter
 
 

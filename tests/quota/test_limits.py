@@ -17,7 +17,8 @@ from chairside.context import Context
 from chairside.db.models import Media
 from chairside.errors import Problem
 from chairside.quota import usage
-from tests.conftest import LiveServer, Tenant
+from tests.conftest import LiveServer
+from tests.factories import Tenant
 from tests.quota.helpers import HOUR_MS, counter, set_counter
 from tests.uploads import helpers as tus
 

@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import psycopg
-import pytest
 from sqlalchemy import text
 
 from chairside.db import migrate
 from chairside.db.engine import make_engine
 from chairside.quota.usage import video_ms
-from tests.conftest import PG_ADMIN, _pg_reachable
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    if not _pg_reachable():
-        pytest.skip("no PostgreSQL reachable")
-    name = f"chairside_mig_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def test_upgrade_counts_the_videos_already_stored_and_starts_the_plan_history(empty_url: str) -> None:
-    engine = make_engine(empty_url)
+def test_upgrade_counts_the_videos_already_stored_and_starts_the_plan_history(fresh_database_url: str) -> None:
+    engine = make_engine(fresh_database_url)
     migrate.upgrade(engine, "0002")
     contract, clinic, patient = (uuid.uuid4().hex for _ in range(3))  # hex: what both databases accept
     durations = [1.0005, 600.25, 0.0334, None]  # the last: a video whose probe gave no duration

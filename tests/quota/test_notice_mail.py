@@ -23,7 +23,8 @@ from chairside.context import Context
 from chairside.db.models import Contract, Job, Media
 from chairside.quota import notify, usage
 from tests.admin_cli import run_admin
-from tests.conftest import LiveServer, Tenant, free_port, make_tenant
+from tests.conftest import LiveServer, free_port
+from tests.factories import Tenant, make_tenant
 from tests.quota.helpers import HOUR_MS, set_counter
 
 

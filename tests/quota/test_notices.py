@@ -15,7 +15,8 @@ from chairside.client import Client
 from chairside.context import Context
 from chairside.db.models import Job, Media, Notice
 from chairside.quota import plan_changes, usage
-from tests.conftest import LiveServer, Tenant
+from tests.conftest import LiveServer
+from tests.factories import Tenant
 from tests.quota.helpers import HOUR_MS, counter, notices, set_counter
 
 

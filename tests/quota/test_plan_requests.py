@@ -9,7 +9,8 @@ import pytest
 
 from chairside.context import Context
 from tests.admin_cli import run_admin
-from tests.conftest import LiveServer, Tenant, Viewer, sign_in
+from tests.conftest import LiveServer, sign_in
+from tests.factories import Tenant, Viewer
 from tests.quota.helpers import HOUR_MS, set_counter
 
 

@@ -16,7 +16,8 @@ from chairside.context import Context
 from chairside.db.models import Contract, QuotaDaily
 from chairside.domain.calendar import japan_day
 from chairside.quota import usage
-from tests.conftest import LiveServer, Tenant, Viewer, sign_in
+from tests.conftest import LiveServer, sign_in
+from tests.factories import Tenant, Viewer, make_contract
 from tests.quota.helpers import HOUR_MS, set_counter
 
 TODAY = date(2026, 6, 15)
@@ -102,9 +103,7 @@ def test_purges_lower_the_rate_and_no_growth_means_no_forecast(ctx: Context, ten
     _days(ctx, c, {TODAY - timedelta(days=i): (2 * HOUR_MS, HOUR_MS) for i in range(30)})  # net 1 h a day
     assert _forecast(ctx, c, 100) == TODAY + timedelta(days=200)
     _days(ctx, c, {TODAY - timedelta(days=31): (0, 0)})
-    other = uuid.uuid4()
-    with ctx.db.session() as s:
-        s.add(Contract(id=other, name="purging", plan_hours=300))
+    other = make_contract(ctx, "purging", 300)
     _days(ctx, other, {TODAY - timedelta(days=i): (HOUR_MS, HOUR_MS) for i in range(30)})
     assert _forecast(ctx, other, 100) is None  # rate zero
     assert _forecast(ctx, uuid.uuid4(), 100) is None  # no history at all

@@ -33,8 +33,8 @@ from chairside.context import Context, build_context
 from chairside.db.models import Clinic, Contract, Patient, Station
 from chairside.feed.rows import to_json, upsert
 from chairside.settings import Settings
-from chairside.tenancy.service import create_station
 from tests.conftest import DATABASES, LiveServer, empty_pg_database, free_port
+from tests.factories import make_relay_token, make_tenant
 from tests.netem import Faults, WanProxy
 
 BIN = Path(sys.executable).parent
@@ -93,21 +93,14 @@ class UpCloud:
 
 
 def make_upcloud(ctx: Context, server: LiveServer, *, plan_hours: int = 100) -> UpCloud:
-    from chairside.tenancy.service import create_relay
-    with ctx.db.session() as s:
-        contract = Contract(name="医療法人 リレー歯科", plan_hours=plan_hours)
-        s.add(contract)
-        s.flush()
-        clinic = Clinic(contract_id=contract.id, name="リレー歯科 本院")
-        s.add(clinic)
-        s.flush()
-        contract_id, clinic_id = contract.id, clinic.id
-    station, token = create_station(ctx, clinic_id, "Chair 1")
-    _, relay_token = create_relay(ctx, clinic_id, "本院 relay")
-    with Client(server.url, token) as c:
+    tenant = make_tenant(ctx, "医療法人 リレー歯科", plan_hours=plan_hours, clinic_names=["リレー歯科 本院"])
+    clinic_id = tenant.clinic_ids[0]
+    relay_token = make_relay_token(ctx, clinic_id, "本院 relay")
+    with Client(server.url, tenant.token) as c:
         patient = c.create_patient(clinic_id, "00001", "山田 太郎", "ヤマダ タロウ", birth_date="1980-04-01",
                                    sex="male")
-    return UpCloud(ctx, server, contract_id, clinic_id, station.id, token, relay_token, uuid.UUID(patient["id"]))
+    return UpCloud(ctx, server, tenant.contract_id, clinic_id, tenant.station_ids[0], tenant.token, relay_token,
+                   uuid.UUID(patient["id"]))
 
 
 @pytest.fixture

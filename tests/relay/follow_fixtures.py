@@ -18,13 +18,11 @@ import pytest
 
 from chairside.client import Client
 from chairside.context import Context, build_context
-from chairside.db.models import Clinic, Contract
-from chairside.feed.changes import clinic_changed, contract_changed
 from chairside.relay import cache, follower
 from chairside.relay.runtime import attach
 from chairside.settings import Settings
-from chairside.tenancy.service import create_relay, create_station
 from tests.conftest import LiveServer
+from tests.factories import make_relay_token, make_tenant
 
 T = TypeVar("T")
 
@@ -52,19 +50,9 @@ class Cloud:
 
 def make_cloud_tenant(ctx: Context, clinics: int = 2) -> tuple[uuid.UUID, list[uuid.UUID], list[str], str]:
     """A contract with clinics and a station each, every row announced on the changes feed, and a relay token."""
-    with ctx.db.session() as s:
-        contract = Contract(name="医療法人 リレー歯科", plan_hours=100)
-        s.add(contract)
-        s.flush()
-        contract_changed(s, contract.id)
-        rows = [Clinic(contract_id=contract.id, name=f"リレー歯科 {i + 1}号院") for i in range(clinics)]
-        s.add_all(rows)
-        for row in rows:
-            clinic_changed(s, row)
-        contract_id, clinic_ids = contract.id, [c.id for c in rows]
-    tokens = [create_station(ctx, cid, f"Chair {i + 1}")[1] for i, cid in enumerate(clinic_ids)]
-    _, relay_token = create_relay(ctx, clinic_ids[0])
-    return contract_id, clinic_ids, tokens, relay_token
+    tenant = make_tenant(ctx, "医療法人 リレー歯科", clinic_names=[f"リレー歯科 {i + 1}号院" for i in range(clinics)])
+    relay_token = make_relay_token(ctx, tenant.clinic_ids[0])
+    return tenant.contract_id, tenant.clinic_ids, tenant.station_tokens, relay_token
 
 
 @pytest.fixture

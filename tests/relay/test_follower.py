@@ -77,7 +77,10 @@ def test_changes_at_another_branch_appear_at_the_relay(cloud: Cloud, relay_ctx: 
 
 def _seed_feed(ctx: Context, contract_id: uuid.UUID, clinic_id: uuid.UUID, patients: int,
                media: int) -> list[uuid.UUID]:
-    """Patients, then media for all but the first 100 patients, each with its feed event (the real emit code)."""
+    """Patients, then media for all but the first 100 patients, each with its feed event (the real emit code).
+
+    Not through the services (tests/factories.py): thousands of rows in one transaction, and media rows
+    without files (ingest needs them; the relays here prefetch nothing)."""
     ids: list[uuid.UUID] = []
     with ctx.db.session() as s:
         for i in range(patients):

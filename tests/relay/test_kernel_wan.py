@@ -1,4 +1,4 @@
-"""The relay over a line shaped by the kernel: issue 5's second check beside the userspace emulator.
+"""The relay over a line shaped by the kernel: a second WAN check beside the userspace emulator.
 
 The cloud (`chairside cloud serve`) runs inside a network namespace, the relay (`chairside relay
 serve`) in the root namespace, and every byte between them crosses a veth pair with `tc tbf` on
@@ -35,10 +35,9 @@ from sqlalchemy import select
 
 from chairside.client import Client
 from chairside.context import Context, build_context
-from chairside.db.models import Clinic, Contract, Patient, Upload
-from chairside.patients.search import index_patient
+from chairside.db.models import Upload
 from chairside.settings import Settings
-from chairside.tenancy.service import create_relay, create_station
+from tests.factories import make_patient, make_relay_token, make_tenant
 from tests.kernel_wan import KernelWan, die_with_parent, exec_env, kernel_wan, unavailable
 from tests.relay.conftest import RelayProcess, seed_relay_from, sha256_of, wait_for
 
@@ -103,22 +102,11 @@ class Line:
 def _seed_cloud(ctx: Context) -> tuple[uuid.UUID, uuid.UUID, str, str]:
     """A contract, a clinic, its station and relay (tokens) and one patient: answers (contract, patient,
     station token, relay token)."""
-    with ctx.db.session() as s:
-        contract = Contract(name="医療法人 カーネル歯科", plan_hours=100)
-        s.add(contract)
-        s.flush()
-        clinic = Clinic(contract_id=contract.id, name="カーネル歯科 本院")
-        s.add(clinic)
-        s.flush()
-        patient = Patient(contract_id=contract.id, clinic_id=clinic.id, chart_no="00001", name="山田 太郎",
-                          name_kana="ヤマダ タロウ", sex="male")
-        s.add(patient)
-        s.flush()
-        index_patient(s, patient)
-        contract_id, clinic_id, patient_id = contract.id, clinic.id, patient.id
-    _, station_token = create_station(ctx, clinic_id, "Chair 1")
-    _, relay_token = create_relay(ctx, clinic_id, "本院 relay")
-    return contract_id, patient_id, station_token, relay_token
+    tenant = make_tenant(ctx, "医療法人 カーネル歯科", clinic_names=["カーネル歯科 本院"])
+    clinic_id = tenant.clinic_ids[0]
+    patient = make_patient(ctx, tenant.contract_id, clinic_id, "00001", "山田 太郎", "ヤマダ タロウ", sex="male")
+    relay_token = make_relay_token(ctx, clinic_id, "本院 relay")
+    return tenant.contract_id, patient.id, tenant.token, relay_token
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import pytest
 
 from chairside.client import ChairsideError
 from chairside.db.models import CachedBlob, Contract
+from chairside.feed import changes
 from chairside.settings import Settings
 from tests.netem import Faults
 from tests.relay.conftest import CHUNK, RelaySetup, UpCloud, on_both_clouds, sha256_of, wait_for
@@ -153,6 +154,7 @@ def test_over_quota_video_is_refused_online_and_accepted_offline(make_relay, med
         contract = s.get(Contract, up.contract_id)
         assert contract is not None
         contract.stored_video_ms = contract.plan_hours * 3_600_000
+        changes.contract_changed(s, contract.id)  # announced, as every change of the counter is
     from tests.relay.conftest import seed_relay
 
     seed_relay(up, setup.relay.data_dir)
