@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from chairside import __version__, errors
+from chairside import __version__
 from chairside.api import (
     accounts,
     annotations,
@@ -26,6 +26,7 @@ from chairside.api import (
     notices,
     patients,
     plans,
+    problems,
     quota,
     relay_ops,
     relay_status,
@@ -34,6 +35,7 @@ from chairside.api import (
     uploads,
 )
 from chairside.context import Context
+from chairside.errors import Problem
 from chairside.quota import notify
 from chairside.uploads.sweep import sweeper
 from chairside.web import routes as web
@@ -75,7 +77,7 @@ def create_app(ctx: Context) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    errors.install(app)
+    problems.install(app)
     for module in STATION_API if ctx.role.api == "station" else FULL_API:
         app.include_router(module.router)
     if ctx.role.api == "full":
@@ -102,7 +104,7 @@ class ReadOnly:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] not in self.SAFE:
-            response = errors.problem_response(errors.Problem(
+            response = problems.problem_response(Problem(
                 503, READ_ONLY_DETAIL, title="Service unavailable", code="read-only", headers={"Retry-After": "300"}))
             await response(scope, receive, send)
             return

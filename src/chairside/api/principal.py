@@ -83,31 +83,35 @@ def authenticate(request: Request, ctx: Context) -> Principal:
     return _station(ctx, token, address)
 
 
+class RoleGate:
+    """The dependency `allow(...)` makes: admits the request's caller when its role is one of `roles`."""
+
+    def __init__(self, roles: tuple[str, ...]) -> None:
+        self.roles = roles
+
+    async def __call__(self, request: Request, ctx: Context = Depends(get_context)) -> Principal | None:
+        if not self.roles:
+            return None
+        principal = cached(request, ctx)
+        if principal is None:
+            principal = await anyio.to_thread.run_sync(authenticate, request, ctx)
+        if principal.role not in self.roles:
+            raise Problem(403, "Your account may not do this. Ask the clinic's administrator.", code="forbidden")
+        request.state.principal = principal
+        return principal
+
+
 def allow(*roles: str) -> Any:
     """A dependency that admits only the given roles; `allow()` with no roles marks a public route."""
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown roles {unknown}")
-
-    async def dependency(request: Request, ctx: Context = Depends(get_context)) -> Principal | None:
-        if not roles:
-            return None
-        principal = cached(request, ctx)
-        if principal is None:
-            principal = await anyio.to_thread.run_sync(authenticate, request, ctx)
-        if principal.role not in roles:
-            raise Problem(403, "Your account may not do this. Ask the clinic's administrator.", code="forbidden")
-        request.state.principal = principal
-        return principal
-
-    dependency.chairside_roles = roles  # type: ignore[attr-defined]
-    return Depends(dependency)
+    return Depends(RoleGate(roles))
 
 
 def route_roles(dependant_calls: list[Callable[..., Any]]) -> tuple[str, ...] | None:
     """The roles a route declared through `allow`, or None when it declared none."""
     for call in dependant_calls:
-        roles = getattr(call, "chairside_roles", None)
-        if roles is not None:
-            return tuple(roles)
+        if isinstance(call, RoleGate):
+            return call.roles
     return None

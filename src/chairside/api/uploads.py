@@ -18,7 +18,7 @@ from chairside.auth.principal import Principal
 from chairside.context import Context
 from chairside.errors import Problem
 from chairside.uploads import service, tus
-from chairside.uploads.service import bad, tus_headers
+from chairside.uploads.tus import bad, tus_headers
 
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 

@@ -50,9 +50,9 @@ def worker_app() -> FastAPI:
     return create_app(build_context(Settings.load(), role="cloud", upgrade=False))
 
 
-def run(app: object, host: str, port: int, *, workers: int = 1) -> None:
+def run(app: FastAPI | str, host: str, port: int, *, workers: int = 1) -> None:
     uvicorn.run(
-        app,  # type: ignore[arg-type]
+        app,
         host=host, port=port, http="httptools", loop="uvloop", log_level="info",
         proxy_headers=True, timeout_keep_alive=30, server_header=False,
         workers=workers, factory=isinstance(app, str),

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -85,3 +85,9 @@ class Database:
         """Close every connection: the idle ones now, the ones still in use as they are returned."""
         self._disposed = True
         self.engine.dispose()
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched. `Session.execute` is typed as answering a Result; for a DML
+    statement it is a CursorResult, which has the count (SQLAlchemy documents this cast)."""
+    return cast("CursorResult[Any]", result).rowcount

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -32,7 +32,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             # SQLite alters a table by rebuilding it; other tables' foreign keys point at it meanwhile.
             # Its documented procedure: foreign keys off (outside the transaction), rebuild, then
             # check every key before the connection goes back to the pool with them on again.
-            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            _pragma(conn, "PRAGMA foreign_keys=OFF")
         try:
             with conn.begin():
                 cfg.attributes["connection"] = conn
@@ -43,4 +43,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                         raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
         finally:
             if sqlite:
-                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+                _pragma(conn, "PRAGMA foreign_keys=ON")
+
+
+def _pragma(conn: Connection, statement: str) -> None:
+    """Run a PRAGMA on the driver's connection itself, outside SQLAlchemy's transaction."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None, "a pooled connection that is checked out always has its driver connection"
+    raw.cursor().execute(statement)

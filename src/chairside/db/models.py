@@ -63,6 +63,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, uuid.UUID: Uuid(), dict[str, Any]: JSON}
 
+# --- tenancy: contracts, their clinics, the stations and relay boxes of each clinic (tenancy/) --------------
 
 class Contract(Base):
     __tablename__ = "contracts"
@@ -106,104 +107,21 @@ class Station(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
-class Patient(Base):
-    __tablename__ = "patients"
-    # A chart number is unique per clinic among patients not flagged for a merge: the same number
-    # created offline at two relays is kept twice, the later one flagged (`merge_with`), never joined.
-    __table_args__ = (
-        Index("uq_patients_clinic_id_chart_no", "clinic_id", "chart_no", unique=True,
-              sqlite_where=text("merge_with IS NULL"), postgresql_where=text("merge_with IS NULL")),
-        # The patient list without a query: the most recently updated first, read in index order.
-        Index(None, "contract_id", "updated_at", "id"),
-    )
+class Relay(Base):
+    """A clinic's relay box. Its bearer token (cs_rl_…) is stored only as a SHA-256 hash."""
+
+    __tablename__ = "relays"
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
-    clinic_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clinics.id"))
-    chart_no: Mapped[str] = mapped_column(String(40))
+    clinic_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clinics.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
-    name_kana: Mapped[str] = mapped_column(String(200))
-    birth_date: Mapped[date | None] = mapped_column(Date, nullable=True)
-    sex: Mapped[str] = mapped_column(String(10))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # Per field, the hybrid logical clock of its last write (domain.hlc): last writer wins per field.
-    field_clocks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    # Set when this patient was created (offline, at a relay) with a chart number another patient of
-    # the clinic already had: staff must merge the two. None for every ordinary patient.
-    merge_with: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
-class PatientSearchTerm(Base):
-    """Every prefix a patient is found by, one row each, with the patient's place in the result order.
-
-    `term` is each distinct prefix (up to db.search.PREFIX_CAP characters) of the normalised
-    chart number, name and kana words (domain.kana.search_terms); `sort_key` is the folded kana
-    name. A search is then one equality lookup on (contract_id, term) that walks the index
-    already in (sort_key, patient_id) order and stops at the page size: no range, no sort, no
-    duplicates. Rows are written by db.search.index_rows only.
-    """
-
-    __tablename__ = "patient_search_terms"
-    __table_args__ = (Index(None, "contract_id", "term", "sort_key", "patient_id"),)
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), index=True)
-    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
-    term: Mapped[str] = mapped_column(String(200))
-    # Code-point order on PostgreSQL too (SQLite compares bytes), whatever the database's locale.
-    sort_key: Mapped[str] = mapped_column(String(200).with_variant(String(200, collation="C"), "postgresql"))
-
-
-class Media(Base):
-    """A video or photo of one patient. Content is immutable and addressed by SHA-256."""
-
-    __tablename__ = "media"
-    __table_args__ = (Index(None, "patient_id", "captured_at"),)
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # made by the client (UUIDv7 advised)
-    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
-    clinic_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clinics.id"))
-    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"))
-    kind: Mapped[str] = mapped_column(String(10))  # video | image
-    mime: Mapped[str] = mapped_column(String(50))
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    size: Mapped[int] = mapped_column(BigInteger)
-    filename: Mapped[str] = mapped_column(String(255))
-    captured_at: Mapped[datetime]
-    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    width: Mapped[int | None] = mapped_column(nullable=True)
-    height: Mapped[int | None] = mapped_column(nullable=True)
-    fps: Mapped[float | None] = mapped_column(Float, nullable=True)
-    codec: Mapped[str | None] = mapped_column(String(20), nullable=True)
-    bitrate: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    orientation: Mapped[int | None] = mapped_column(nullable=True)
-    thumb_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    source: Mapped[str] = mapped_column(String(20))  # station | viewer | migration
-    station_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("stations.id"), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)  # in the trash when set
-
-
-class Upload(Base):
-    """A tus upload in progress (or just finished). The offset here is the authority on resume."""
-
-    __tablename__ = "uploads"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
-    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"))
-    media_id: Mapped[uuid.UUID] = mapped_column(index=True)
-    station_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("stations.id"), nullable=True)
-    filename: Mapped[str] = mapped_column(String(255))
-    captured_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    length: Mapped[int] = mapped_column(BigInteger)
-    offset: Mapped[int] = mapped_column(BigInteger, default=0)
-    upload_metadata: Mapped[str] = mapped_column(String(4000), default="")  # raw Upload-Metadata header
-    expected_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(index=True)
-    completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    # The contract was at or over its video limit when this upload was created: if the bytes turn out
-    # to be a video, it is refused at completion unless room was made meanwhile (chairside.quota.usage).
-    created_over_limit: Mapped[bool] = mapped_column(default=False, server_default=false())
-
+# --- auth: viewer accounts, device sessions, enrollment, sign-in throttling, the audit trail (auth/) --------
 
 class Account(Base):
     """A viewer login of a contract. The password is stored only as an argon2id hash."""
@@ -284,8 +202,157 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
-# --- plans, quotas, notices, jobs (issue 4) -------------------------------------------
+# --- patients and their search terms (patients/) ------------------------------------------------------------
 
+class Patient(Base):
+    __tablename__ = "patients"
+    # A chart number is unique per clinic among patients not flagged for a merge: the same number
+    # created offline at two relays is kept twice, the later one flagged (`merge_with`), never joined.
+    __table_args__ = (
+        Index("uq_patients_clinic_id_chart_no", "clinic_id", "chart_no", unique=True,
+              sqlite_where=text("merge_with IS NULL"), postgresql_where=text("merge_with IS NULL")),
+        # The patient list without a query: the most recently updated first, read in index order.
+        Index(None, "contract_id", "updated_at", "id"),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
+    clinic_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clinics.id"))
+    chart_no: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    name_kana: Mapped[str] = mapped_column(String(200))
+    birth_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    sex: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Per field, the hybrid logical clock of its last write (domain.hlc): last writer wins per field.
+    field_clocks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Set when this patient was created (offline, at a relay) with a chart number another patient of
+    # the clinic already had: staff must merge the two. None for every ordinary patient.
+    merge_with: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+
+
+class PatientSearchTerm(Base):
+    """Every prefix a patient is found by, one row each, with the patient's place in the result order.
+
+    `term` is each distinct prefix (up to db.search.PREFIX_CAP characters) of the normalised
+    chart number, name and kana words (domain.kana.search_terms); `sort_key` is the folded kana
+    name. A search is then one equality lookup on (contract_id, term) that walks the index
+    already in (sort_key, patient_id) order and stops at the page size: no range, no sort, no
+    duplicates. Rows are written by db.search.index_rows only.
+    """
+
+    __tablename__ = "patient_search_terms"
+    __table_args__ = (Index(None, "contract_id", "term", "sort_key", "patient_id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), index=True)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    term: Mapped[str] = mapped_column(String(200))
+    # Code-point order on PostgreSQL too (SQLite compares bytes), whatever the database's locale.
+    sort_key: Mapped[str] = mapped_column(String(200).with_variant(String(200, collation="C"), "postgresql"))
+
+
+# --- media: items, annotations, tags, browser-ready copies (media/) -----------------------------------------
+
+class Media(Base):
+    """A video or photo of one patient. Content is immutable and addressed by SHA-256."""
+
+    __tablename__ = "media"
+    __table_args__ = (Index(None, "patient_id", "captured_at"),)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # made by the client (UUIDv7 advised)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
+    clinic_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clinics.id"))
+    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"))
+    kind: Mapped[str] = mapped_column(String(10))  # video | image
+    mime: Mapped[str] = mapped_column(String(50))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    filename: Mapped[str] = mapped_column(String(255))
+    captured_at: Mapped[datetime]
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    width: Mapped[int | None] = mapped_column(nullable=True)
+    height: Mapped[int | None] = mapped_column(nullable=True)
+    fps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    codec: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    bitrate: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    orientation: Mapped[int | None] = mapped_column(nullable=True)
+    thumb_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    source: Mapped[str] = mapped_column(String(20))  # station | viewer | migration
+    station_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("stations.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)  # in the trash when set
+
+
+class Annotation(Base):
+    """An annotation drawn over a photo or a paused video frame, kept apart from the original.
+
+    `shapes` are vector shapes in coordinates normalised to 0..1 of the picture (see
+    `media/annotations.py`); `media_time_s` is the video time the annotation belongs to (None
+    for a photo). `version` grows by one with every change: an update names the version
+    it replaces, so two devices cannot silently overwrite each other."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (Index(None, "media_id", "created_at"),)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"))
+    media_time_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    shapes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    author_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)  # the account or station
+    author_name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MediaTag(Base):
+    """A short label on a media item (e.g. 術前, 術後), for filtering a patient's timeline."""
+
+    __tablename__ = "media_tags"
+    media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(40), primary_key=True)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MediaDerivative(Base):
+    """A browser-ready copy of a media item, made on first use and kept as a blob: today the
+    upright JPEG shown for a HEIC (or very large) photo. The original is never changed."""
+
+    __tablename__ = "media_derivatives"
+    media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # display
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mime: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- uploads in progress (uploads/) -------------------------------------------------------------------------
+
+class Upload(Base):
+    """A tus upload in progress (or just finished). The offset here is the authority on resume."""
+
+    __tablename__ = "uploads"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"))
+    media_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    station_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("stations.id"), nullable=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    captured_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    length: Mapped[int] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    upload_metadata: Mapped[str] = mapped_column(String(4000), default="")  # raw Upload-Metadata header
+    expected_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The contract was at or over its video limit when this upload was created: if the bytes turn out
+    # to be a video, it is refused at completion unless room was made meanwhile (chairside.quota.usage).
+    created_over_limit: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+# --- plans, quotas and notices (quota/); issued invoices (billing/) -----------------------------------------
 
 class PlanChange(Base):
     """The contract's plan is `hours` from `effective_at` on: the history that billing reads."""
@@ -351,6 +418,26 @@ class Notice(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class IssuedInvoice(Base):
+    """An invoice sent to a contract, and when it was paid: the ledger that late interest reads."""
+
+    __tablename__ = "issued_invoices"
+    __table_args__ = (UniqueConstraint("contract_id", "month"),)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM, the month billed
+    amount_yen: Mapped[int] = mapped_column(BigInteger)
+    # What late interest on it accrues on: amount_yen less the late-interest lines it carried (no interest
+    # on interest). Rows issued before migration 0008 hold their amount_yen (their lines were not kept).
+    interest_base_yen: Mapped[int] = mapped_column(BigInteger)
+    issued_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date] = mapped_column(Date)
+    paid_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- background jobs (jobs/) --------------------------------------------------------------------------------
+
 class Job(Base):
     """Work to do outside the request (an outbox): claimed with a lease, retried with backoff."""
 
@@ -371,91 +458,7 @@ class Job(Base):
     result: Mapped[str | None] = mapped_column(String(200), nullable=True)  # a note from the finished job
 
 
-# --- the viewer: drawings, tags, browser-ready copies (issue 6) ----------------------------
-
-
-class Annotation(Base):
-    """A drawing over a photo or a paused video frame, kept apart from the original.
-
-    `shapes` are vector shapes in coordinates normalised to 0..1 of the picture (see
-    `api/annotations.py`); `media_time_s` is the video time the drawing belongs to (None
-    for a photo). `version` grows by one with every change: an update names the version
-    it replaces, so two devices cannot silently overwrite each other."""
-
-    __tablename__ = "annotations"
-    __table_args__ = (Index(None, "media_id", "created_at"),)
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
-    media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"))
-    media_time_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    shapes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    version: Mapped[int] = mapped_column(Integer, default=1)
-    author_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)  # the account or station
-    author_name: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class MediaTag(Base):
-    """A short label on a media item (e.g. 術前, 術後), for filtering a patient's timeline."""
-
-    __tablename__ = "media_tags"
-    media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), primary_key=True)
-    tag: Mapped[str] = mapped_column(String(40), primary_key=True)
-    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class MediaDerivative(Base):
-    """A browser-ready copy of a media item, made on first use and kept as a blob: today the
-    upright JPEG shown for a HEIC (or very large) photo. The original is never changed."""
-
-    __tablename__ = "media_derivatives"
-    media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # display
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    size: Mapped[int] = mapped_column(BigInteger)
-    mime: Mapped[str] = mapped_column(String(50))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-# --- billing records (issue 4) --------------------------------------------------------------
-
-
-class IssuedInvoice(Base):
-    """An invoice sent to a contract, and when it was paid: the ledger that late interest reads."""
-
-    __tablename__ = "issued_invoices"
-    __table_args__ = (UniqueConstraint("contract_id", "month"),)
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
-    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM, the month billed
-    amount_yen: Mapped[int] = mapped_column(BigInteger)
-    # What late interest on it accrues on: amount_yen less the late-interest lines it carried (no interest
-    # on interest). Rows issued before migration 0008 hold their amount_yen (their lines were not kept).
-    interest_base_yen: Mapped[int] = mapped_column(BigInteger)
-    issued_on: Mapped[date] = mapped_column(Date)
-    due_on: Mapped[date] = mapped_column(Date)
-    paid_on: Mapped[date | None] = mapped_column(Date, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-# --- replication: the cloud's changes feed, relays, the relay's outbox and cache (issue 5) ----
-
-
-class Relay(Base):
-    """A clinic's relay box. Its bearer token (cs_rl_…) is stored only as a SHA-256 hash."""
-
-    __tablename__ = "relays"
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
-    clinic_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clinics.id"), index=True)
-    name: Mapped[str] = mapped_column(String(200))
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    last_seen_at: Mapped[datetime | None] = mapped_column(nullable=True)
-
+# --- the cloud's side of replication: the changes feed, relay ops applied once (feed/) ----------------------
 
 class Change(Base):
     """One event of a contract's changes feed (the cloud's): a row as it now is, or a tombstone.
@@ -485,6 +488,8 @@ class AppliedOp(Base):
     applied_at: Mapped[datetime] = mapped_column(default=utcnow)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
+
+# --- the relay's own tables: its outbox, its blob cache, its state (relay/) ---------------------------------
 
 class OutboxOp(Base):
     """A write made at the relay, waiting to be carried to the cloud (in `id` order)."""

@@ -72,6 +72,7 @@ def _python_type(attr: Any) -> type | None:
     if isinstance(column.type, UTCDateTime):
         return datetime
     try:
-        return column.type.python_type  # type: ignore[no-any-return]
+        python_type: type = column.type.python_type
+        return python_type
     except NotImplementedError:
         return None

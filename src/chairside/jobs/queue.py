@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from chairside.db.engine import Database
+from chairside.db.engine import Database, rowcount
 from chairside.db.models import Job, utcnow
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def succeed(db: Database, job: Claimed, result: str | None = None, *, now: datet
             .values(done_at=now or utcnow(), lease_token=None, lease_until=None, result=(result or "")[:200] or None)
             .execution_options(synchronize_session=False)
         )
-        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+        return bool(rowcount(done) == 1)
 
 
 def retry_delay(attempts: int, base_s: float) -> timedelta:
@@ -123,7 +123,7 @@ def fail(db: Database, job: Claimed, error: str, policy: Policy, *, now: datetim
             update(Job).where(Job.id == job.id, Job.lease_token == job.lease_token).values(**values)
             .execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        return bool(rowcount(result) == 1)
 
 
 def run_due(db: Database, handlers: Mapping[str, Handler], policy: Policy, *, limit: int = 10) -> int:

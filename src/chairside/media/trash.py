@@ -19,7 +19,7 @@ from chairside.auth import audit
 from chairside.auth.principal import Principal
 from chairside.blobs import BlobStore
 from chairside.context import Context
-from chairside.db.engine import Database
+from chairside.db.engine import Database, rowcount
 from chairside.db.models import Media, MediaDerivative, utcnow
 from chairside.feed import changes
 from chairside.media.items import not_found
@@ -70,7 +70,7 @@ def purge_media(db: Database, blobs: BlobStore, media_id: uuid.UUID) -> bool:
         hashes |= set(s.scalars(select(MediaDerivative.sha256).where(MediaDerivative.media_id == media_id)))
         gone = s.execute(delete(Media).where(Media.id == media_id, Media.deleted_at.is_not(None))
                          .execution_options(synchronize_session=False))
-        if gone.rowcount != 1:  # type: ignore[attr-defined]  # purged by someone else meanwhile
+        if rowcount(gone) != 1:  # purged by someone else meanwhile
             return False
         changes.media_purged(s, item)  # the tombstone followers act on (drop the row, free the blob)
         if item.kind == "video":

@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from chairside.db.engine import Database
+from chairside.db.engine import Database, rowcount
 from chairside.db.models import Contract, PlanChange, PlanRequest, utcnow
 from chairside.domain.plans import (
     PLAN_STEP_HOURS,
@@ -177,7 +177,7 @@ def decide(
                     reason=(reason or None) and reason[:500])
             .execution_options(synchronize_session=False)
         )
-        if done.rowcount != 1:  # type: ignore[attr-defined]  # cannot happen under the row lock
+        if rowcount(done) != 1:  # cannot happen under the row lock
             raise Problem(409, f"Plan request {request_id} was decided meanwhile.", code="plan-request-decided")
         s.refresh(request)
         return request

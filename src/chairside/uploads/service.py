@@ -16,7 +16,7 @@ import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import anyio
 from sqlalchemy import delete, select, update
@@ -27,58 +27,17 @@ from chairside.auth import audit
 from chairside.auth.principal import Principal
 from chairside.blobs.parts import write_all
 from chairside.context import Context
+from chairside.db.engine import rowcount
 from chairside.db.models import Media, Station, Upload, utcnow
-from chairside.domain.calendar import CLINIC_TZ
 from chairside.errors import Problem
 from chairside.media.ingest import IngestRequest, ingest
 from chairside.quota import usage
 from chairside.tenancy import visibility
 from chairside.uploads import tus
+from chairside.uploads.metadata import clean_filename, metadata_uuid, parse_captured_at
+from chairside.uploads.tus import bad, tus_headers
 
 BATCH = 1 << 20  # bytes gathered before each write+hash in a worker thread
-_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
-
-
-def tus_headers(upload: Upload | None = None, **extra: str) -> dict[str, str]:
-    headers = tus.base_headers()
-    if upload is not None:
-        headers["Upload-Offset"] = str(upload.offset)
-        headers["Upload-Expires"] = tus.http_date(upload.expires_at)
-    headers.update(extra)
-    return headers
-
-
-def bad(detail: str, code: str = "bad-upload", status: int = 400) -> Problem:
-    return Problem(status, detail, code=code, headers=tus.base_headers())
-
-
-def clean_filename(name: str) -> str:
-    if _UNSAFE_NAME.search(name) or name in (".", "..") or len(name) > 255:
-        raise bad(
-            "The file name contains characters that are not allowed (a path, '/' or '\\', or "
-            "control characters). Send only the file's own name, such as 'IMG_0001.JPG'.",
-            code="bad-filename",
-        )
-    return name.strip() or "upload"
-
-
-def parse_captured_at(value: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise bad(f"captured_at '{value[:40]}' is not an ISO 8601 date and time, "
-                   "such as 2026-11-24T10:30:00+09:00.", code="bad-captured-at") from None
-    return when if when.tzinfo else when.replace(tzinfo=CLINIC_TZ)
-
-
-def metadata_uuid(meta: dict[str, str], key: str) -> uuid.UUID:
-    value = meta.get(key)
-    if not value:
-        raise bad(f"The upload's metadata must name '{key}'.", code="missing-metadata")
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise bad(f"'{key}' in the upload's metadata is not a valid id.", code="bad-metadata") from None
 
 
 def load(ctx: Context, principal: Principal, upload_id: str) -> Upload:
@@ -271,7 +230,7 @@ def _commit_offset(ctx: Context, upload: Upload, new_offset: int) -> Upload:
             .where(Upload.id == upload.id, Upload.offset == upload.offset)
             .values(offset=new_offset, expires_at=utcnow() + timedelta(seconds=ctx.settings.upload_expiry_s))
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]  # cannot happen under the lock; refuse rather than guess
+        if rowcount(result) != 1:  # cannot happen under the lock; refuse rather than guess
             raise Problem(409, "The upload changed while this request ran. Resume from the server's offset.",
                           code="offset-mismatch", headers=tus.base_headers())
         fresh = s.get(Upload, upload.id)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
+from chairside.db.models import Upload
 from chairside.errors import Problem
 
 VERSION = "1.0.0"
@@ -93,3 +94,18 @@ def parse_offset(value: str | None, name: str) -> int:
         raise Problem(400, f"The {name} header must be a whole number of bytes.", code="bad-header",
                       headers=base_headers())
     return int(value)
+
+
+def tus_headers(upload: Upload | None = None, **extra: str) -> dict[str, str]:
+    """The headers of every answer about an upload: the protocol's, its offset and expiry, and `extra`."""
+    headers = base_headers()
+    if upload is not None:
+        headers["Upload-Offset"] = str(upload.offset)
+        headers["Upload-Expires"] = http_date(upload.expires_at)
+    headers.update(extra)
+    return headers
+
+
+def bad(detail: str, code: str = "bad-upload", status: int = 400) -> Problem:
+    """A refused request, with the protocol's headers (tus clients read Tus-Resumable on errors too)."""
+    return Problem(status, detail, code=code, headers=base_headers())
