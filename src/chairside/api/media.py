@@ -25,7 +25,6 @@ from chairside.media import trash
 from chairside.media.items import not_found
 from chairside.media.ranges import BlobResponse
 from chairside.patients.service import not_found as patient_not_found
-from chairside.relay import cache
 from chairside.tenancy import visibility
 
 router = APIRouter(prefix="/api/v1", tags=["media"])
@@ -139,6 +138,8 @@ async def get_content(
     item = await _item_async(ctx, principal, media_id)
     await _audit_read(ctx, principal, "media.content", item)
     if ctx.role.fetches_blobs_upstream:  # from the relay's cache, or streamed from the cloud while it is cached
+        from chairside.relay import cache  # here: a cloud never loads the relay's code (and its memory)
+
         return await cache.serve(ctx, item, request, range, if_range, if_none_match, request.method == "HEAD")
     return BlobResponse(
         ctx.blobs, item.sha256, item.size, item.mime,
@@ -160,6 +161,8 @@ async def get_thumbnail(
         raise Problem(404, "This item has no preview yet.", code="no-thumbnail")
     await _audit_read(ctx, principal, "media.thumbnail", item)
     if ctx.role.fetches_blobs_upstream:  # from the relay, or fetched from the cloud now
+        from chairside.relay import cache
+
         return await cache.serve_thumbnail(ctx, item, if_none_match)
     info = await anyio.to_thread.run_sync(ctx.blobs.stat, item.thumb_sha256)
     if info is None:

@@ -12,7 +12,6 @@ from chairside.api.principal import allow
 from chairside.auth.principal import Principal
 from chairside.context import Context
 from chairside.errors import Problem
-from chairside.relay.runner import status
 
 router = APIRouter(prefix="/api/v1/relay", tags=["relay"])
 READERS = ("operator", "admin", "viewer", "station", "relay")
@@ -34,4 +33,6 @@ async def relay_status(
     if not ctx.role.reports_upstream_link:
         raise Problem(404, "This server is the cloud, not a relay. Ask the clinic's relay for its status.",
                       code="not-a-relay")
+    from chairside.relay.runner import status  # here: a cloud never loads the relay's code (and its memory)
+
     return await anyio.to_thread.run_sync(status, ctx)
