@@ -1,0 +1,25 @@
+"""Hostile input: limits and audit of refusals
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-07 03:30:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision = '0013'
+down_revision = '0012'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
+
