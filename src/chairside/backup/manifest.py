@@ -1,0 +1,89 @@
+"""A generation's manifest: what it holds and how to check it, written last (its presence means complete)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["FORMAT", "BlobEntry", "Manifest", "blob_key", "manifest_key", "metadata_key"]
+
+FORMAT = "chairside-backup-1"
+
+
+def blob_key(sha256: str) -> str:
+    return f"blobs/{sha256[:2]}/{sha256}"
+
+
+def manifest_key(generation: str) -> str:
+    return f"generations/{generation}/manifest.json"
+
+
+def metadata_key(generation: str) -> str:
+    return f"generations/{generation}/metadata"
+
+
+@dataclass(frozen=True)
+class BlobEntry:
+    sha256: str
+    size: int
+
+
+@dataclass
+class Manifest:
+    generation: str
+    created_at: datetime
+    finished_at: datetime
+    database: str  # "sqlite" or "pg_dump"
+    schema_revision: str | None
+    tables: dict[str, int]
+    metadata_sha256: str
+    metadata_size: int
+    encryption: str  # seal.SCHEME_*
+    master_key_id: str | None
+    blobs: list[BlobEntry]
+    new_blobs: int = 0
+    new_bytes: int = 0
+    locked_days: int | None = None
+    missing_blobs: list[str] = field(default_factory=list)
+
+    @property
+    def blob_bytes(self) -> int:
+        return sum(b.size for b in self.blobs)
+
+    def summary(self) -> dict[str, Any]:
+        """What `backup list` shows of a generation."""
+        return {
+            "generation": self.generation,
+            "created_at": self.created_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "database": self.database,
+            "schema_revision": self.schema_revision,
+            "rows": sum(self.tables.values()),
+            "blobs": len(self.blobs),
+            "blob_bytes": self.blob_bytes,
+            "new_blobs": self.new_blobs,
+            "new_bytes": self.new_bytes,
+            "encryption": self.encryption,
+            "locked_days": self.locked_days,
+            "missing_blobs": len(self.missing_blobs),
+        }
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["format"] = FORMAT
+        data["created_at"] = self.created_at.isoformat()
+        data["finished_at"] = self.finished_at.isoformat()
+        data["blobs"] = [[b.sha256, b.size] for b in self.blobs]
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        data = json.loads(raw)
+        if data.pop("format", None) != FORMAT:
+            raise ValueError("not a Chairside backup manifest")
+        data["created_at"] = datetime.fromisoformat(data["created_at"])
+        data["finished_at"] = datetime.fromisoformat(data["finished_at"])
+        data["blobs"] = [BlobEntry(str(sha), int(size)) for sha, size in data["blobs"]]
+        return cls(**data)
