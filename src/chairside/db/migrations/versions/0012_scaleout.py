@@ -7,8 +7,8 @@ Create Date: 2026-12-07 03:30:00.000000
 
 from __future__ import annotations
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = '0012'
 down_revision = '0011'
@@ -17,9 +17,17 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table('upload_s3_state',
+    sa.Column('upload_id', sa.String(length=32), nullable=False),
+    sa.Column('s3_upload_id', sa.String(length=1024), nullable=True),
+    sa.Column('parts', sa.JSON(), nullable=False),
+    sa.Column('parts_bytes', sa.BigInteger(), nullable=False),
+    sa.Column('tail_key', sa.String(length=1024), nullable=True),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('upload_id', name=op.f('pk_upload_s3_state'))
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table('upload_s3_state')
 
