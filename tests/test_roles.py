@@ -83,10 +83,11 @@ def test_the_app_mounts_what_the_role_serves(settings: Settings) -> None:
     finally:
         cloud.db.dispose()
         relay.db.dispose()
-    assert "/api/v1/sessions" in cloud_paths and "/api/v1/sessions" not in relay_paths
+    assert "/api/v1/sessions" in cloud_paths and "/api/v1/sessions" in relay_paths  # the viewer on the LAN
     assert "/api/v1/relay/ops" in cloud_paths and "/api/v1/relay/ops" not in relay_paths
     assert {"/api/v1/patients", "/api/v1/uploads/", "/api/v1/relay/status"} <= relay_paths
-    assert (cloud_page, relay_page) == (200, 404)  # the viewer's page is the cloud's
+    assert (cloud_page, relay_page) == (200, 200)  # the viewer's page, at the cloud and on the clinic's LAN
+    assert "/api/v1/accounts" not in relay_paths  # accounts are managed at the cloud only
 
 
 async def _get_page(app: FastAPI) -> int:

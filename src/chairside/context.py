@@ -15,11 +15,14 @@ from chairside.blobs.parts import PartStore
 from chairside.clock import ProcessClock
 from chairside.db import migrate
 from chairside.db.engine import Database
+from chairside.keys.keyring import Keyring
+from chairside.keys.setup import encrypted_store, open_keyring
 from chairside.readcache import ReadCache
 from chairside.roles import CLOUD, Role, role_named
 from chairside.settings import Settings
 
 if TYPE_CHECKING:  # the relay's runtime is made by the relay package (relay/runtime.py), which imports this one
+    from chairside.mirror.runtime import MirrorRuntime
     from chairside.relay.runtime import RelayRuntime
 
 
@@ -35,6 +38,10 @@ class Context:
     reads: ReadCache = field(default_factory=ReadCache)
     # At a relay that serves: its link to the cloud and its background workers (relay/runtime.py).
     relay: RelayRuntime | None = None
+    # At a mirror site's `mirror serve` (following, then promoted): its follower and state (mirror/runtime.py).
+    mirror: MirrorRuntime | None = None
+    # Encryption at rest: the data keys, when a master key is configured (keys/, docs/security.md).
+    keys: Keyring | None = None
 
     def __post_init__(self) -> None:
         self.parts = PartStore(self.settings.uploads_dir)
@@ -43,8 +50,15 @@ class Context:
 
 def build_context(settings: Settings, role: str = "cloud", *, upgrade: bool = True) -> Context:
     """Open the data folder's database (migrated to the newest schema unless `upgrade=False`) and blob store."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    settings.data_dir.chmod(0o700)  # the data folder is this user's alone (docs/security.md)
     db = Database(settings.database_url)
     if upgrade:
         migrate.upgrade(db.engine)
-    return Context(settings=settings, db=db, blobs=open_blob_store(settings.blob_url), role=role_named(role))
+    try:
+        keys = open_keyring(settings, db)  # a wrong or missing master key stops here, before any write
+    except BaseException:
+        db.dispose()
+        raise
+    blobs = encrypted_store(open_blob_store(settings.blob_url), keys, settings)
+    return Context(settings=settings, db=db, blobs=blobs, role=role_named(role), keys=keys)

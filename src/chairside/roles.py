@@ -16,8 +16,8 @@ from typing import Literal
 @dataclass(frozen=True)
 class Role:
     name: str
-    # Which routes the app mounts: everything, or what a clinic's stations use.
-    api: Literal["full", "station"]
+    # Which routes the app mounts: everything, what a clinic's stations use, or a standby's health only.
+    api: Literal["full", "station", "standby"]
     # The hybrid logical clock's node id; None: one made per installation and kept in its database.
     clock_node: str | None
     # A write commits here together with an outbox operation that carries it upstream.
@@ -30,16 +30,21 @@ class Role:
     accepts_over_quota_offline: bool = False
     # Quota notices are e-mailed from here (the authority's job).
     sends_notices: bool = False
+    # Serves the viewer (its page, sign-in, drawings, tags) to the clinic's LAN from its replica (relay/viewer.py).
+    serves_viewer: bool = False
     # Reports its link to upstream at GET /api/v1/relay/status.
     reports_upstream_link: bool = False
     # Every write is refused: a standby copy changes only through replication.
     read_only: bool = False
+    # Holds the deployment's epoch: ships its metadata and blobs to mirror sites, refuses writes once fenced.
+    keeps_epoch: bool = False
 
 
-CLOUD = Role("cloud", api="full", clock_node="cloud", sends_notices=True)
+CLOUD = Role("cloud", api="full", clock_node="cloud", sends_notices=True, keeps_epoch=True)
 RELAY = Role("relay", api="station", clock_node=None, queues_writes_upstream=True, fetches_blobs_upstream=True,
-             checks_free_disk=True, accepts_over_quota_offline=True, reports_upstream_link=True)
-MIRROR = Role("mirror", api="full", clock_node="cloud", read_only=True)
+             checks_free_disk=True, accepts_over_quota_offline=True, reports_upstream_link=True, serves_viewer=True)
+# The mirror serves its health only (figures, and writes refused naming the primary) until promoted.
+MIRROR = Role("mirror", api="standby", clock_node="cloud", read_only=True)
 
 ROLES = {role.name: role for role in (CLOUD, RELAY, MIRROR)}
 

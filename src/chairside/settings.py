@@ -45,6 +45,30 @@ def _tls_mode(text: str) -> str:
     return text
 
 
+def _offload(text: str) -> str:
+    if text not in ("none", "nginx"):
+        raise ValueError(f"offload must be none or nginx, not {text!r}")
+    return text
+
+
+def _optional_path(text: str) -> Path | None:
+    """A file path; empty means unset."""
+    return Path(text) if text.strip() else None
+
+
+def _optional(text: str) -> str | None:
+    return text if text.strip() else None
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, not {text!r}")
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", "./chairside-data", "Folder for the SQLite database, blobs and partial uploads.", Path),
     Setting("database_url", None, "SQLAlchemy URL; default: SQLite (WAL) at DATA_DIR/chairside.db. "
@@ -66,6 +90,9 @@ SETTINGS: tuple[Setting, ...] = (
             int),
     Setting("session_max_age_s", 7 * 24 * 3600, "A viewer session ends this long after sign-in, active or not.", int),
     Setting("enroll_code_ttl_s", 900, "How long a station enrollment code stays valid.", int),
+    Setting("netcheck_code_ttl_s", 14 * 24 * 3600, "How long an onboarding line-check code stays valid.", int),
+    Setting("netcheck_code_runs", 5, "Line-check runs one onboarding code allows (a re-check after a change).", int),
+    Setting("netcheck_max_minutes", 30.0, "Longest line-check run the cloud accepts, in minutes.", float),
     Setting("signin_free_failures", 5, "Wrong passwords allowed per login before sign-in is slowed down.", int),
     Setting("signin_free_failures_per_address", 30, "Wrong passwords allowed per source address before it is "
             "slowed down.", int),
@@ -85,6 +112,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("job_retry_base_s", 30.0, "Wait before the first retry of a failed job; doubles each time (6 h at most).",
             float),
     Setting("job_max_attempts", 12, "Tries of a background job before it is given up (kept, marked dead).", int),
+    # --- encryption at rest and TLS (docs/security.md) ---
+    Setting("master_key_file", None, "The master key that wraps the data keys (`chairside admin keys create --out "
+            "FILE`); keep it outside the data folder. Unset: nothing is encrypted.", _optional_path),
+    Setting("encrypt_at_rest", "true", "With a master key: encrypt new blobs (AES-256-GCM). false: new blobs are "
+            "written in the clear, encrypted ones stay readable.", _flag),
+    Setting("ca_bundle", None, "PEM file of CA certificates trusted for the servers this process calls (relay → "
+            "cloud); unset: the system's roots.", _optional),
+    # --- scale-out behind nginx (docs/operations.md) ---
+    Setting("offload", "none", "Who sends media bytes after the app authorised a read: none (the app) or nginx "
+            "(X-Accel-Redirect to the internal locations of `chairside deploy nginx-config`).", _offload),
     # --- the relay role (chairside relay serve) ---
     Setting("upstream_url", None, "Relay: the cloud's URL, e.g. https://cloud.chairside.example."),
     Setting("relay_token", None, "Relay: its token, from `chairside admin relay create` on the cloud."),
@@ -102,6 +139,41 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("relay_feed_wait_s", 25.0, "Relay: how long each long poll of the cloud's changes feed waits.", float),
     Setting("relay_offline_after_s", 60.0, "Relay: no contact with the cloud for this long shows it as offline.",
             float),
+    # --- hostile input: the price of a request (docs/security.md, "Hostile input") ---
+    Setting("limit_request_line_bytes", 8192, "Longest request target (path and query) accepted; longer: 414.", int),
+    Setting("limit_header_bytes", 16384, "Most bytes of request headers accepted; more: 431, connection closed.", int),
+    Setting("limit_header_count", 100, "Most request headers accepted; more: 431.", int),
+    Setting("limit_json_body_bytes", 64 << 10, "Largest body of an API request (other than uploads, drawings and "
+            "exports); larger: 413 before it is read.", int),
+    Setting("limit_drawing_body_bytes", 1 << 20, "Largest body of a drawing layer (annotations); larger: 413.", int),
+    Setting("limit_drawing_points", 20_000, "Most points in all the strokes of one drawing layer; more: 422.", int),
+    Setting("limit_export_body_bytes", 1 << 20, "Largest body of an export request (the list of items); larger: 413.",
+            int),
+    Setting("body_timeout_s", 30.0, "A request body (other than an upload) not all received within this long: 408.",
+            float),
+    Setting("max_photo_pixels", 50_000_000, "Largest photo accepted, in pixels (width × height, read from the "
+            "header before decoding); larger: 422.", int),
+    Setting("heavy_work_parallel", 2, "Media decodes (probe, thumbnails, display copies, drawing checks) run at "
+            "once per process; more wait their turn.", int),
+    Setting("trusted_proxies", "", "Addresses of proxies whose X-Forwarded-For is believed (comma-separated, e.g. "
+            "127.0.0.1 for an nginx front on the same host); empty: none, the peer's address is the client's."),
+    # --- backups (docs/backups.md) ---
+    Setting("backup_keep_daily", 7, "Backups: daily generations kept (the newest of each day).", int),
+    Setting("backup_keep_weekly", 4, "Backups: weekly generations kept (the newest of each ISO week).", int),
+    Setting("backup_keep_monthly", 12, "Backups: monthly generations kept (the newest of each month); at least "
+            "3 generations are always kept.", int),
+    Setting("backup_lock_days", 35, "Backups: days each object stays under S3 Object Lock (COMPLIANCE) on a bucket "
+            "created with Object Lock; reused blobs have their lock extended by each generation.", int),
+    Setting("backup_max_age_h", 26.0, "Backups: `backup check` raises a notice when the newest generation is older "
+            "than this (a missed backup).", float),
+    Setting("backup_notify_to", None, "Backups: operator e-mail address(es), comma-separated, for failed or missed "
+            "backups (sent through smtp_host); notices are also kept in DATA_DIR/backup/notices.jsonl."),
+    # --- share links for patients (sharing/, docs/viewer.md) ---
+    Setting("share_link_ttl_s", 7 * 24 * 3600, "How long a share link for a patient stays open when its maker "
+            "names no lifetime.", int),
+    Setting("share_link_max_ttl_s", 30 * 24 * 3600, "The longest lifetime a share link may be given.", int),
+    Setting("share_base_url", None, "The address patients open share links at, e.g. https://cloud.chairside.example; "
+            "unset: the address the request came to.", _optional),
 )
 
 
@@ -121,6 +193,9 @@ class Settings:
     session_idle_s: int
     session_max_age_s: int
     enroll_code_ttl_s: int
+    netcheck_code_ttl_s: int
+    netcheck_code_runs: int
+    netcheck_max_minutes: float
     signin_free_failures: int
     signin_free_failures_per_address: int
     signin_max_wait_s: int
@@ -137,6 +212,10 @@ class Settings:
     job_lease_s: int
     job_retry_base_s: float
     job_max_attempts: int
+    master_key_file: Path | None
+    encrypt_at_rest: bool
+    ca_bundle: str | None
+    offload: str
     upstream_url: str | None
     relay_token: str | None
     relay_cache_bytes: int
@@ -147,6 +226,26 @@ class Settings:
     relay_prefetch: str
     relay_feed_wait_s: float
     relay_offline_after_s: float
+    limit_request_line_bytes: int
+    limit_header_bytes: int
+    limit_header_count: int
+    limit_json_body_bytes: int
+    limit_drawing_body_bytes: int
+    limit_drawing_points: int
+    limit_export_body_bytes: int
+    body_timeout_s: float
+    max_photo_pixels: int
+    heavy_work_parallel: int
+    trusted_proxies: str
+    backup_keep_daily: int
+    backup_keep_weekly: int
+    backup_keep_monthly: int
+    backup_lock_days: int
+    backup_max_age_h: float
+    backup_notify_to: str | None
+    share_link_ttl_s: int
+    share_link_max_ttl_s: int
+    share_base_url: str | None
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -16,6 +16,7 @@ from typing import Any
 from chairside.client import Client
 from chairside.context import Context
 from tests.conftest import LiveServer, Tenant
+from tests.hostile.locks import wait_until_locked
 from tests.uploads.helpers import create, head, meta, offset, patch
 
 IDLE_S = 1.5
@@ -63,7 +64,7 @@ def test_a_stalled_patch_ends_keeps_its_bytes_and_frees_the_upload(
     started = time.monotonic()
     sock = _stalled_patch(url, tenant.token, 20_000, len(data) - 20_000, data[20_000:50_000])
     try:
-        time.sleep(0.3)
+        wait_until_locked(ctx.parts.path(url.rsplit("/", 1)[1]))
         # While the stalled request holds the upload, another PATCH is refused as busy (the old trouble).
         busy = patch(url, tenant.token, 20_000, data[20_000:])
         assert busy.status_code == 423

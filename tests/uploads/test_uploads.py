@@ -18,6 +18,7 @@ from chairside.context import Context
 from chairside.db.models import Media, Upload
 from chairside.uploads.sweep import sweep_expired
 from tests.conftest import LiveServer, Tenant
+from tests.hostile.locks import wait_until_locked
 from tests.uploads.helpers import TUS, create, head, offset, patch, raw_patch_then_cut
 
 Patient = dict[str, Any]
@@ -125,7 +126,7 @@ def test_patch_at_a_wrong_offset_is_409_with_the_right_one(
 
 
 def test_concurrent_patches_of_one_upload_never_interleave(
-    server: LiveServer, tenant: Tenant, api: Client, patient: Patient, media_dir: Path
+    ctx: Context, server: LiveServer, tenant: Tenant, api: Client, patient: Patient, media_dir: Path
 ) -> None:
     data = (media_dir / "clip.mp4").read_bytes()
     url = server.url + create(server.url, tenant.token, len(data), patient["id"]).headers["Location"]
@@ -143,7 +144,7 @@ def test_concurrent_patches_of_one_upload_never_interleave(
 
     t = threading.Thread(target=first)
     t.start()
-    time.sleep(0.1)  # the first PATCH holds the upload now
+    wait_until_locked(ctx.parts.path(url.rsplit("/", 1)[1]))  # the first PATCH holds the upload now
     second = patch(url, tenant.token, 0, b"\0" * 20_000)
     t.join()
     assert results == [204]

@@ -4,19 +4,24 @@ media/annotations.py."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field
+import anyio
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chairside.api.deps import get_context
+from chairside.api.openapi import body_doc
 from chairside.api.patients import READERS
 from chairside.api.principal import allow
 from chairside.auth.principal import Principal
 from chairside.context import Context
 from chairside.db.models import Annotation
 from chairside.media import annotations as media_annotations
+from chairside.media import heavy
 from chairside.media.annotations import MAX_SHAPES, Shape
 
 router = APIRouter(prefix="/api/v1", tags=["annotations"])
@@ -32,6 +37,29 @@ class AnnotationIn(BaseModel):
 
 class AnnotationUpdate(AnnotationIn):
     version: int = Field(ge=1, description="The version being replaced; 409 when another device changed it since.")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def off_the_loop(model: type[M]) -> Callable[..., Awaitable[M]]:
+    """The body, checked in a worker thread holding a slot of heavy work (media/heavy.py): tens of thousands
+    of points take long enough to check that the event loop must not do it (what the body may weigh is
+    bounded before, by limit_drawing_body_bytes in api/limits.py). Invalid bodies answer 422 as usual."""
+    async def checked(request: Request, ctx: Annotated[Context, Depends(get_context)]) -> M:
+        raw = await request.body()
+
+        def validate() -> M:
+            with heavy.slot(ctx.settings.heavy_work_parallel):
+                return model.model_validate_json(raw)
+
+        try:
+            return await anyio.to_thread.run_sync(validate)
+        except ValidationError as e:
+            raise RequestValidationError(
+                [{**err, "loc": ("body", *err.get("loc", ()))} for err in e.errors(include_url=False)]) from None
+
+    return checked
 
 
 class AnnotationOut(BaseModel):
@@ -62,22 +90,24 @@ def list_annotations(
 
 
 @router.post("/media/{media_id}/annotations", status_code=201, response_model=AnnotationOut,
-             summary="Save an annotation as a new layer over a photo or a paused video frame")
+             summary="Save an annotation as a new layer over a photo or a paused video frame",
+             openapi_extra=body_doc(AnnotationIn))
 def create_annotation(
     media_id: uuid.UUID,
-    body: AnnotationIn,
     principal: Annotated[Principal, allow(*ANNOTATORS)],
+    body: Annotated[AnnotationIn, Depends(off_the_loop(AnnotationIn))],
     ctx: Annotated[Context, Depends(get_context)],
 ) -> Annotation:
     return media_annotations.create(ctx, principal, media_id, body.shapes, body.media_time_s)
 
 
 @router.put("/annotations/{annotation_id}", response_model=AnnotationOut,
-            summary="Replace an annotation's shapes (names the version it replaces)")
+            summary="Replace an annotation's shapes (names the version it replaces)",
+            openapi_extra=body_doc(AnnotationUpdate))
 def update_annotation(
     annotation_id: uuid.UUID,
-    body: AnnotationUpdate,
     principal: Annotated[Principal, allow(*ANNOTATORS)],
+    body: Annotated[AnnotationUpdate, Depends(off_the_loop(AnnotationUpdate))],
     ctx: Annotated[Context, Depends(get_context)],
 ) -> Annotation:
     return media_annotations.update(ctx, principal, annotation_id, body.version, body.shapes, body.media_time_s)

@@ -18,6 +18,7 @@ import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from chairside.api import metrics
 from chairside.api.deps import get_context
 from chairside.api.principal import allow
 from chairside.auth.principal import Principal
@@ -30,7 +31,8 @@ POLL_EVERY_S = 0.25
 
 class FeedEvent(BaseModel):
     seq: int
-    kind: str = Field(description="contract, clinic, station, patient, media, or media.purged (a tombstone)")
+    kind: str = Field(description="contract, clinic, station, account, session, patient, media, media.purged "
+                      "(a tombstone), annotation, annotation.deleted (a tombstone) or media.tags")
     id: uuid.UUID = Field(description="The id of the row the event is about")
     clinic_id: uuid.UUID | None = Field(description="The clinic whose visibility governs the event; null: all")
     at: datetime
@@ -80,6 +82,7 @@ async def get_feed(
                 break
         if await request.is_disconnected():
             break
+    metrics.feed_polled(principal.relay_id, page.head, page.next)
     return FeedPage(
         items=[FeedEvent(seq=c.seq, kind=c.kind, id=c.entity_id, clinic_id=c.clinic_id, at=c.at, body=c.body)
                for c in page.items],

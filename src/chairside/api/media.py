@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sys
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select
 
 from chairside.api.deps import get_context
@@ -18,10 +20,11 @@ from chairside.api.principal import allow
 from chairside.api.schemas import MediaList, MediaOut
 from chairside.auth import audit
 from chairside.auth.principal import Principal
+from chairside.blobs.filesystem import FilesystemBlobStore
 from chairside.context import Context
 from chairside.db.models import Media
 from chairside.errors import Problem
-from chairside.media import trash
+from chairside.media import move, trash
 from chairside.media.items import not_found
 from chairside.media.ranges import BlobResponse
 from chairside.patients.service import not_found as patient_not_found
@@ -105,6 +108,33 @@ async def _audit_read(ctx: Context, principal: Principal, action: str, item: Med
                                                             patient_id=item.patient_id, media_id=item.id))
 
 
+def _offloaded(ctx: Context, request: Request) -> bool:
+    """nginx sends the bytes (docs/operations.md) of a plain file or an S3 object (not encrypted by the app); the
+    app keeps what nginx would answer otherwise (If-Match and If-Unmodified-Since, which nginx checks against its
+    own validators)."""
+    return (ctx.settings.offload == "nginx" and (isinstance(ctx.blobs, FilesystemBlobStore) or _s3(ctx))
+            and "if-match" not in request.headers and "if-unmodified-since" not in request.headers)
+
+
+def _s3(ctx: Context) -> bool:
+    module = sys.modules.get("chairside.blobs.s3")  # never loads boto3 for a filesystem store
+    return module is not None and isinstance(ctx.blobs, module.S3BlobStore)
+
+
+def _via_s3(ctx: Context, response: BlobResponse) -> BlobResponse:
+    """For an S3 store, point nginx's X-Accel-Redirect at the location that proxies to a presigned URL."""
+    target = response.headers.get("x-accel-redirect")
+    if target is None or not _s3(ctx):
+        return response
+    from chairside.blobs.s3 import ACCEL_S3_RANGE, ACCEL_S3_WHOLE, S3BlobStore
+    from chairside.media.ranges import ACCEL_RANGE
+
+    assert isinstance(ctx.blobs, S3BlobStore)
+    where = ACCEL_S3_RANGE if target.startswith(ACCEL_RANGE + "/") else ACCEL_S3_WHOLE
+    response.headers["x-accel-redirect"] = where + ctx.blobs.presigned_path(target.rsplit("/", 1)[1])
+    return response
+
+
 @router.get("/media/{media_id}", response_model=MediaOut, summary="One photo or video's details")
 def get_media(
     media_id: uuid.UUID,
@@ -141,17 +171,19 @@ async def get_content(
         from chairside.relay import cache  # here: a cloud never loads the relay's code (and its memory)
 
         return await cache.serve(ctx, item, request, range, if_range, if_none_match, request.method == "HEAD")
-    return BlobResponse(
+    return _via_s3(ctx, BlobResponse(
         ctx.blobs, item.sha256, item.size, item.mime,
         range_header=range, if_range=if_range, if_none_match=if_none_match,
         filename=item.filename, head=request.method == "HEAD", chunk_size=ctx.settings.serve_chunk_bytes,
-    )
+        accel=_offloaded(ctx, request),
+    ))
 
 
 @router.get("/media/{media_id}/thumbnail", summary="A small JPEG preview", response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}}})
 async def get_thumbnail(
     media_id: uuid.UUID,
+    request: Request,
     principal: Annotated[Principal, allow(*READERS)],
     ctx: Annotated[Context, Depends(get_context)],
     if_none_match: Annotated[str | None, Header()] = None,
@@ -167,7 +199,23 @@ async def get_thumbnail(
     info = await anyio.to_thread.run_sync(ctx.blobs.stat, item.thumb_sha256)
     if info is None:
         raise Problem(404, "This item's preview is missing; it will be made again.", code="no-thumbnail")
-    return BlobResponse(ctx.blobs, item.thumb_sha256, info.size, "image/jpeg", if_none_match=if_none_match)
+    return _via_s3(ctx, BlobResponse(ctx.blobs, item.thumb_sha256, info.size, "image/jpeg",
+                                     if_none_match=if_none_match, accel=_offloaded(ctx, request)))
+
+
+class MediaPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    patient_id: uuid.UUID = Field(description="The patient the item belongs to (moves a mis-filed item).")
+
+
+@router.patch("/media/{media_id}", response_model=MediaOut, summary="Move a mis-filed item to another patient")
+def patch_media(
+    media_id: uuid.UUID,
+    body: MediaPatch,
+    principal: Annotated[Principal, allow("admin", "viewer")],
+    ctx: Annotated[Context, Depends(get_context)],
+) -> Media:
+    return move.move(ctx, principal, media_id, body.patient_id)  # audited, in the feed (media/move.py)
 
 
 @router.delete("/media/{media_id}", response_model=MediaOut, summary="Move an item to the trash (restorable)")

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chairside.api.openapi import allowed_methods
 from chairside.errors import PROBLEM_JSON, Problem
 
 
@@ -39,9 +40,10 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail not in (
             "Not Found", "Method Not Allowed") else _HTTP_DETAILS.get(exc.status_code, str(exc.detail))
-        return problem_response(
-            Problem(exc.status_code, detail, headers=dict(exc.headers or {})), request.url.path
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only the first route's (api/openapi.py)
+            headers["Allow"] = allowed_methods(request.app, request.scope) or headers.get("Allow", "")
+        return problem_response(Problem(exc.status_code, detail, headers=headers), request.url.path)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

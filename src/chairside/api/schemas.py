@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,3 +62,13 @@ class Health(BaseModel):
     status: Literal["ok"]
     role: str
     version: str
+    # The mirror site (docs/disaster-recovery.md): a cloud's epoch and each mirror's lag, or a mirror's own figures.
+    epoch: int | None = None
+    fenced: bool | None = None
+    primary: str | None = Field(default=None, description="At a mirror or a fenced cloud: the primary's URL")
+    deployment_id: str | None = None
+    lag_s: float | None = Field(default=None, description="At a mirror: age of the oldest change not yet here")
+    blobs_behind: int | None = None
+    metadata_lag_s: float | None = None
+    notice: str | None = None
+    mirrors: list[dict[str, Any]] | None = None

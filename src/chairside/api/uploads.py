@@ -90,12 +90,9 @@ async def head(
     tus.require_version(tus_resumable)
     upload = await anyio.to_thread.run_sync(service.load, ctx, principal, upload_id)
     if upload.offset == upload.length and upload.completed_at is None:
-        # The last bytes were in but the server stopped before storing the file: finish now.
-        await anyio.to_thread.run_sync(service.recover_part, ctx, upload)
-        async with ctx.parts.locked(upload_id, ctx.settings.upload_lock_wait_s):
-            upload = await anyio.to_thread.run_sync(service.load, ctx, principal, upload_id)
-            if upload.completed_at is None:
-                upload = await service.complete(ctx, principal, upload)
+        # The last bytes are in: another request is storing the file (wait for it), or the server stopped
+        # before storing it (finish now).
+        upload = await service.finish_stored(ctx, principal, upload)
     headers = tus_headers(upload, **{"Upload-Length": str(upload.length), "Cache-Control": "no-store"})
     if upload.upload_metadata:
         headers["Upload-Metadata"] = upload.upload_metadata

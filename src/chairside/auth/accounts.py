@@ -7,7 +7,9 @@ hashes; session, station and enrollment secrets are random and stored only as SH
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +23,7 @@ from chairside.auth.tokens import SESSION_PREFIX, new_token, token_hash
 from chairside.context import Context
 from chairside.db.models import (
     Account,
+    AuditEvent,
     Clinic,
     DeviceSession,
     SignInThrottle,
@@ -28,9 +31,14 @@ from chairside.db.models import (
 )
 from chairside.domain.kana import fold
 from chairside.errors import Problem
+from chairside.feed import changes
 
+log = logging.getLogger(__name__)
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile defaults
 _DUMMY_HASH = _hasher.hash("chairside-timing-equaliser")
+# Each argon2 hash takes 64 MiB for its moment: a burst of sign-ins (a clinic opening) would add 64 MiB per
+# worker thread at once (bench/load.py saw 850 MB); two at a time per process keeps memory flat.
+_HASHING = threading.BoundedSemaphore(2)
 
 
 
@@ -40,12 +48,14 @@ def csrf_for(session_token: str) -> str:
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with _HASHING:
+        return _hasher.hash(password)
 
 
 def check_password(stored_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        with _HASHING:
+            return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
@@ -80,6 +90,7 @@ def create_account(
         account = Account(contract_id=contract_id, login=login, password_hash=hash_password(password),
                           is_admin=is_admin, clinic_scope=parse_scope(s, contract_id, clinic_ids))
         s.add(account)
+        changes.account_changed(s, account)  # relays sign it in offline (docs/relay.md)
     return account
 
 
@@ -112,9 +123,23 @@ def _record_failure(ctx: Context, keys: dict[str, int], now: datetime) -> None:
                 row = SignInThrottle(key=key, failures=0, first_failure_at=now)
                 s.add(row)
             row.failures += 1
-            excess = row.failures - free
+            # The `free` wrong passwords are the allowance: the attempt after the last of them already waits.
+            excess = row.failures - free + 1
             if excess > 0:
                 row.blocked_until = now + timedelta(seconds=min(cap, 30 * 2 ** min(excess - 1, 20)))
+
+
+def _audit_refusal(ctx: Context, account: Account | None, action: str, login: str, address: str,
+                   wait_s: object) -> None:
+    """A failed or throttled sign-in in the account's contract's audit trail; for a login that names no
+    account (no contract to file it under) a line in the server's log, with the address."""
+    detail = {"login": login[:150], **({"wait_s": wait_s} if wait_s is not None else {})}
+    if account is None:
+        log.warning("%s for unknown login %r from %s", action, login[:150], address)
+        return
+    with ctx.db.session() as s:
+        s.add(AuditEvent(contract_id=account.contract_id, actor_kind="account", actor_id=account.id,
+                         actor_name=account.login[:200], address=address[:64], action=action, detail=detail))
 
 
 # -- sessions -----------------------------------------------------------------------------------
@@ -143,13 +168,21 @@ def sign_in(
     now = utcnow()
     login_key = "login:" + fold(login)[:150]
     addr_key = "addr:" + address
+    throttled: Problem | None = None
     with ctx.db.session() as s:
-        _check_throttle(s, [login_key, addr_key], now)
         account = s.scalar(select(Account).where(Account.login == login.strip()))
+        try:
+            _check_throttle(s, [login_key, addr_key], now)
+        except Problem as problem:
+            throttled = problem
+    if throttled is not None:  # recorded after that transaction: a second writer inside it would wait on it
+        _audit_refusal(ctx, account, "session.throttled", login, address, throttled.extra.get("retry_after_s"))
+        raise throttled
     ok = check_password(account.password_hash if account else None, password)
     if not ok or account is None or account.disabled_at is not None:
         _record_failure(ctx, {login_key: ctx.settings.signin_free_failures,
                               addr_key: ctx.settings.signin_free_failures_per_address}, now)
+        _audit_refusal(ctx, account, "session.signin_failed", login, address, None)
         raise Problem(401, "The login or the password is wrong. Check both and try again.", code="bad-credentials")
     token = new_token(SESSION_PREFIX)
     with ctx.db.session() as s:

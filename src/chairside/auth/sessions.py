@@ -13,6 +13,8 @@ from chairside.auth.accounts import sign_in as start_session
 from chairside.auth.accounts import sign_out as end_session
 from chairside.auth.principal import Principal
 from chairside.context import Context
+from chairside.feed import changes
+from chairside.relay import viewer
 
 
 def sign_in(
@@ -29,6 +31,12 @@ def sign_in(
         audit.add(s, who, "session.signin")
         if result.took_over:
             audit.add(s, who, "session.takeover", detail={"from_device": result.took_over.device_name})
+        # One device across the cloud and its relays, latest sign-in wins (relay/viewer.py, docs/relay.md).
+        if ctx.role.queues_writes_upstream:
+            viewer.signed_in(s, result.session)
+        else:
+            changes.session_started(s, result.account.contract_id, result.account.id, result.session.id,
+                                    result.session.device_name, result.session.created_at)
     return result
 
 

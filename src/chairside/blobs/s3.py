@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -31,7 +32,12 @@ from .base import (
     validate_key,
 )
 
-__all__ = ["MIN_PART_SIZE", "PART_SIZE", "S3BlobStore"]
+__all__ = ["ACCEL_S3_RANGE", "ACCEL_S3_WHOLE", "MIN_PART_SIZE", "PART_SIZE", "S3BlobStore"]
+
+# nginx's internal locations that proxy to a presigned URL (deploy/nginx.py; CHAIRSIDE_OFFLOAD=nginx):
+# `ACCEL_S3_RANGE/<bucket>/<key>?<signature>` with the client's one Range, `ACCEL_S3_WHOLE/…` always whole.
+ACCEL_S3_RANGE = "/_chairside_s3/range"
+ACCEL_S3_WHOLE = "/_chairside_s3/whole"
 
 PART_SIZE = 8 << 20
 MIN_PART_SIZE = 5 << 20  # S3's lower bound for every part but the last
@@ -83,6 +89,7 @@ class S3BlobStore(BlobStore):
                     # wildcard DNS for virtual-hosted buckets.
                     s3={"addressing_style": "path" if endpoint_url else "auto"},
                     retries={"mode": "standard"},
+                    signature_version="s3v4",  # presigned URLs too (presigned_path): SigV2 is retired on AWS
                 ),
             )
         self._client: Any = client
@@ -97,6 +104,26 @@ class S3BlobStore(BlobStore):
     @property
     def prefix(self) -> str:
         return self._prefix
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client (blobs/s3parts.py writes tus uploads through it)."""
+        return self._client
+
+    @property
+    def part_size(self) -> int:
+        return self._part_size
+
+    def presigned_path(self, sha256: str, expires_s: int = 300) -> str:
+        """The path and query of a presigned GET of the blob (path-style: ``/bucket/key?X-Amz-…``), for nginx to
+        fetch from the endpoint after the app authorised a read. Only the Host header is signed, so nginx may
+        forward the client's Range."""
+        validate_key(sha256)
+        url = self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": self._key(sha256)}, ExpiresIn=expires_s
+        )
+        parts = urlsplit(str(url))
+        return f"{parts.path}?{parts.query}"
 
     def close(self) -> None:
         if self._owns_client:

@@ -10,7 +10,7 @@ import typer
 from sqlalchemy import select
 
 from chairside.auth.accounts import create_account
-from chairside.cli import billing
+from chairside.cli import billing, keys, mirror, netcheck
 from chairside.cli.common import DatabaseUrl, DataDir, emit, fail, load_settings, parse_uuid
 from chairside.context import Context, build_context
 from chairside.db.models import Relay, Station
@@ -50,10 +50,16 @@ def _ctx() -> Context:
 
 
 billing.register(app, contract_app, _ctx)  # plans, plan requests, quota, notices, invoices (cli/billing.py)
+mirror.register_admin(app, _ctx)  # mirror sites following this cloud: create, list, revoke (cli/mirror.py)
+netcheck.register(contract_app, _ctx)  # contract netcheck-code (cli/netcheck.py)
+keys.register(app)  # the master key: create, rotate (cli/keys.py); needs no context
 
 
 @app.callback()
-def admin(data: DataDir = Path("./chairside-data"), database_url: DatabaseUrl = None) -> None:
+def admin(typer_ctx: typer.Context, data: DataDir = Path("./chairside-data"), database_url: DatabaseUrl = None) -> None:
+    if typer_ctx.invoked_subcommand == "keys":  # works on keys the running context could not open (cli/keys.py)
+        typer_ctx.obj = load_settings(data, database_url)
+        return
     State.ctx = build_context(load_settings(data, database_url))
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 from fastapi import FastAPI
 
-from chairside.app import create_app
+from chairside.app import HTTP_PROTOCOL, create_app
 from chairside.cli.common import DatabaseUrl, DataDir, load_settings
+from chairside.cli.tls import TlsCert, TlsKey, serving_context, tls_options
 from chairside.context import build_context
 from chairside.settings import SETTINGS, Settings
 
@@ -26,12 +28,15 @@ def serve(
     database_url: DatabaseUrl = None,
     workers: Annotated[int, typer.Option(min=1, help="Server processes sharing the port (one per core "
                                          "serves media bytes faster; see docs/benchmarks.md).")] = 1,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
 ) -> None:
     """Run the cloud server (migrates the database first)."""
+    tls = tls_options(tls_cert, tls_key)
     settings = load_settings(data, database_url)
-    ctx = build_context(settings, role="cloud")
+    ctx = serving_context(settings, "cloud")
     if workers == 1:
-        run(create_app(ctx), host, port)
+        run(create_app(ctx), host, port, settings=settings, tls=tls)
         return
     # Several processes: migrate once here, then each worker builds its own app (worker_app) from
     # the same settings, which reach the spawned processes through their CHAIRSIDE_* variables.
@@ -40,7 +45,7 @@ def serve(
     for setting in SETTINGS:
         if setting.name in wanted:
             os.environ[setting.env] = wanted[setting.name]
-    run("chairside.cli.cloud:worker_app", host, port, workers=workers)
+    run("chairside.cli.cloud:worker_app", host, port, workers=workers, settings=settings, tls=tls)
 
 
 def worker_app() -> FastAPI:
@@ -50,10 +55,15 @@ def worker_app() -> FastAPI:
     return create_app(build_context(Settings.load(), role="cloud", upgrade=False))
 
 
-def run(app: FastAPI | str, host: str, port: int, *, workers: int = 1) -> None:
+def run(app: FastAPI | str, host: str, port: int, *, workers: int = 1, settings: Settings | None = None,
+        tls: Mapping[str, Any] | None = None) -> None:
+    # The HTTP protocol bounds the request line and headers as they arrive (api/limits.py, via app.py); the
+    # h11 limit is set too for anyone who switches parsers. X-Forwarded-For only from `trusted_proxies`.
+    trusted = (settings or Settings.load()).trusted_proxies.strip()
     uvicorn.run(
         app,
-        host=host, port=port, http="httptools", loop="uvloop", log_level="info",
-        proxy_headers=True, timeout_keep_alive=30, server_header=False,
-        workers=workers, factory=isinstance(app, str),
+        host=host, port=port, http=HTTP_PROTOCOL, loop="uvloop", log_level="info",
+        proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None, timeout_keep_alive=30,
+        server_header=False, h11_max_incomplete_event_size=16 << 10,
+        workers=workers, factory=isinstance(app, str), **(tls or {}),
     )

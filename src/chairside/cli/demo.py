@@ -1,10 +1,20 @@
-"""`chairside demo`: a cloud server seeded with a demo contract, real generated media, and printed credentials."""
+"""`chairside demo`: a cloud server seeded with a demo contract, real generated media, and printed credentials.
+
+The demo is for a dentist judging the product in a few minutes: the patients with media come first in
+"recent patients", the videos are real 1080p clips of 20 to 60 seconds, some items carry tags (術前 and
+術後, so that compare labels its cells) and drawings, and the contract's counter stands at about 80 % of
+its plan so that the "storage nearly full" banner shows. Making the media is the first run's cost
+(README states the measured figures); later starts reuse the data folder. Ctrl+C stops it at any time;
+stopped during the first run's seeding, the data folder is incomplete: delete it to start again.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
 import secrets
+import socket
 import tempfile
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -13,8 +23,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
-from sqlalchemy import select
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import select, update
 
 from chairside.app import create_app
 from chairside.auth.accounts import create_account
@@ -23,8 +33,11 @@ from chairside.cli.cloud import run
 from chairside.cli.common import DatabaseUrl, DataDir, load_settings
 from chairside.context import Context, build_context
 from chairside.db.models import Account, Contract
+from chairside.media import annotations as drawings
 from chairside.media.ingest import IngestRequest, file_sha256, ingest
+from chairside.media.tags import set_tags
 from chairside.patients import service as patients_service
+from chairside.quota.usage import MS_PER_HOUR
 from chairside.tenancy import service as tenancy
 
 # (name, kana, sex): about twenty patients, as a clinic's reception would type them.
@@ -41,6 +54,16 @@ PATIENTS = [
     ("斎藤 修", "サイトウ オサム", "male"), ("森 優子", "モリ ユウコ", "female"),
 ]
 CREDENTIALS = "demo-credentials.json"
+PLAN_HOURS = 100
+#: The contract's stored video hours are set to this share of its plan, so that the banner (from 80 %) shows:
+#: the demo stands for a clinic with years of recordings, which it does not generate.
+QUOTA_SHARE = 0.82
+#: (patient index, length in seconds, tags): the clips, 20-60 s of 1080p H.264 at a microscope's bitrate.
+VIDEOS = [(0, 20, ["術前"]), (0, 45, ["術後", "説明用"]), (1, 30, ["初診"]), (2, 60, []), (3, 25, ["術前"]),
+          (3, 40, ["術後"])]
+VIDEO_BITRATE = 4_000_000
+#: How many of the patients have media; they are registered last, so they lead "recent patients".
+WITH_MEDIA = 10
 
 
 def _viewer_account(ctx: Context, creds: dict[str, object]) -> dict[str, object]:
@@ -66,22 +89,32 @@ def seed(ctx: Context, console: Console) -> dict[str, object]:
     if seeded and cred_file.exists():
         stored: dict[str, object] = json.loads(cred_file.read_text())
         return _viewer_account(ctx, stored)
+    if seeded:  # stopped (Ctrl+C) during the first run's seeding: the credentials are written last
+        console.print(f"[red]デモのデータが途中までです（作成中に停止）。{ctx.settings.data_dir} を削除してから"
+                      f"もう一度実行してください。 The demo data is incomplete (stopped while being made): delete "
+                      f"{ctx.settings.data_dir} and run the demo again.[/red]")
+        raise typer.Exit(1)
     rng = random.Random(20261124)
-    contract = tenancy.create_contract(ctx, "医療法人 デモ歯科", 100)
+    contract = tenancy.create_contract(ctx, "医療法人 デモ歯科", PLAN_HOURS)
     clinic_ids = [tenancy.create_clinic(ctx, contract.id, name).id for name in ("デモ歯科 本院", "デモ歯科 駅前分院")]
     operator = Principal("operator", contract.id, None, name="chairside demo")
-    patients = []
-    for i, (name, kana, sex) in enumerate(PATIENTS):
-        birth = date(1950 + rng.randrange(60), rng.randrange(1, 13), rng.randrange(1, 29))
-        p = patients_service.create(ctx, operator, clinic_ids[i % 2], f"{1001 + i:05d}", name, kana, birth, sex)
-        patients.append((p.id, p.clinic_id))
+    births = [date(1950 + rng.randrange(60), rng.randrange(1, 13), rng.randrange(1, 29)) for _ in PATIENTS]
+    made: dict[int, tuple[uuid.UUID, uuid.UUID]] = {}
+    # "Recent patients" lists the newest first: those without media are registered first, patient 0
+    # (the one with the most media) last.
+    for i in reversed(range(len(PATIENTS))):
+        name, kana, sex = PATIENTS[i]
+        p = patients_service.create(ctx, operator, clinic_ids[i % 2], f"{1001 + i:05d}", name, kana, births[i], sex)
+        made[i] = (p.id, p.clinic_id)
+    patients = [made[i] for i in range(len(PATIENTS))]
     contract_id = contract.id
     stations = []
     for clinic_id, names in zip(clinic_ids, (["Chair 1", "Chair 2"], ["Chair 1", "Chair 2"]), strict=True):
         for name in names:
             station, token = tenancy.create_station(ctx, clinic_id, name)
             stations.append({"id": str(station.id), "clinic_id": str(clinic_id), "name": name, "token": token})
-    _seed_media(ctx, console, contract_id, patients, rng)
+    _seed_media(ctx, console, operator, patients, rng)
+    _near_full(ctx, contract_id)
     creds: dict[str, object] = {"contract_id": str(contract_id), "clinic_ids": [str(c) for c in clinic_ids],
                                 "stations": stations}
     cred_file.write_text(json.dumps(creds, ensure_ascii=False, indent=2))
@@ -90,41 +123,89 @@ def seed(ctx: Context, console: Console) -> dict[str, object]:
 
 
 def _seed_media(
-    ctx: Context, console: Console, contract_id: uuid.UUID,
+    ctx: Context, console: Console, operator: Principal,
     patients: list[tuple[uuid.UUID, uuid.UUID]], rng: random.Random,
 ) -> None:
     from chairside.mediafile import generate  # here: every `chairside` command loads this module
     now = datetime.now(UTC).replace(microsecond=0)
-    plan = []  # (kind, patient index, days ago)
-    for i in range(6):
-        plan.append(("video", i % 4, 30 * (i // 2) + 1))
+    plan: list[tuple[str, int, int, float, list[str]]] = []  # (kind, patient index, days ago, seconds, tags)
+    for n, (pi, length, tags) in enumerate(VIDEOS):
+        plan.append(("video", pi, 40 * (n % 2) + pi + 1, float(length), tags))  # 術前 40 days before 術後
     for i in range(14):
-        plan.append(("jpeg", i % 10, 7 * i + 2))
+        plan.append(("jpeg", i % WITH_MEDIA, 7 * i + 2, 0.0, ["初診"] if i < 2 else ["説明用"] if i == 5 else []))
     for i in range(3):
-        plan.append(("heic", i, 3 + i))
-    with tempfile.TemporaryDirectory(dir=ctx.settings.data_dir) as tmp, Progress(console=console) as progress:
-        task = progress.add_task("Making demo media (1080p H.264 clips, JPEG and HEIC photos)", total=len(plan))
-        for n, (kind, pi, days_ago) in enumerate(plan):
+        plan.append(("heic", i, 3 + i, 0.0, []))
+    weights = [seconds * 30 if kind == "video" else 20 for kind, _, _, seconds, _ in plan]  # ~ encoding work
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+               TimeRemainingColumn())
+    with tempfile.TemporaryDirectory(dir=ctx.settings.data_dir) as tmp, Progress(*columns, console=console) as progress:
+        task = progress.add_task("Making demo media (1080p H.264 clips of 20-60 s, JPEG and HEIC photos)",
+                                 total=sum(weights))
+        for n, (kind, pi, days_ago, seconds, tags) in enumerate(plan):
             captured = now - timedelta(days=days_ago, minutes=rng.randrange(600))
             path = Path(tmp) / f"demo-{n}.{ {'video': 'mp4', 'jpeg': 'jpg', 'heic': 'heic'}[kind] }"
             if kind == "video":
-                generate.make_video(path, seconds=3.0, width=1920, height=1080, fps=30, label=f"demo {n}")
+                generate.make_video(path, seconds=seconds, width=1920, height=1080, fps=30, label=f"demo {n}",
+                                    bitrate=VIDEO_BITRATE, seed=n)
             elif kind == "jpeg":
                 generate.make_jpeg(path, width=1600, height=1200, captured_at=captured, seed=n)
             else:
                 generate.make_heic(path, width=1200, height=900, captured_at=captured)
             patient_id, clinic_id = patients[pi]
+            media_id = uuid.uuid4()
             ingest(ctx.db, ctx.blobs, IngestRequest(
-                path=path, sha256=file_sha256(path), size=path.stat().st_size, media_id=uuid.uuid4(),
-                contract_id=contract_id, clinic_id=clinic_id, patient_id=patient_id,
+                path=path, sha256=file_sha256(path), size=path.stat().st_size, media_id=media_id,
+                contract_id=operator.contract_id, clinic_id=clinic_id, patient_id=patient_id,
                 filename=path.name, captured_at=captured, source="migration",
             ))
-            progress.advance(task)
+            path.unlink(missing_ok=True)  # ingest moved it into the store; never more than one file here
+            if tags:
+                set_tags(ctx, operator, media_id, tags)
+            if n in (1, 6):  # a drawing on the 術後 clip (at 2 s) and on a photo
+                drawings.create(ctx, operator, media_id, _drawing(), media_time_s=2.0 if kind == "video" else None)
+            progress.advance(task, weights[n])
+
+
+def _drawing() -> list[drawings.Shape]:
+    """A circle round the tooth, an arrow to it and a word, as a dentist draws when explaining."""
+    red = "#e53935"
+    return [
+        drawings.Circle(type="circle", color=red, width=0.006, start=(0.40, 0.35), end=(0.58, 0.62)),
+        drawings.Arrow(type="arrow", color="#fdd835", width=0.006, start=(0.15, 0.2), end=(0.38, 0.4)),
+        drawings.Text(type="text", color="#ffffff", at=(0.08, 0.1), text="ここ / here", size=0.05),
+    ]
+
+
+def _near_full(ctx: Context, contract_id: uuid.UUID) -> None:
+    """Set the contract's stored hours to QUOTA_SHARE of its plan (the demo's clips are minutes, not 80 hours)."""
+    with ctx.db.session() as s:
+        stored = s.scalar(select(Contract.stored_video_ms).where(Contract.id == contract_id)) or 0
+        target = int(PLAN_HOURS * MS_PER_HOUR * QUOTA_SHARE)
+        s.execute(update(Contract).where(Contract.id == contract_id).values(stored_video_ms=max(stored, target)))
+
+
+def lan_address() -> str | None:
+    """This machine's address on the LAN (the one its default route uses); no packet is sent."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: a UDP connect only picks the outgoing interface
+            address: str = probe.getsockname()[0]
+    except OSError:
+        return None
+    return None if address.startswith("127.") else address
+
+
+def _every_interface(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified  # 0.0.0.0 or ::
+    except ValueError:
+        return False
 
 
 def demo(
     data: DataDir = Path("./chairside-data"),
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: also from a tablet on the LAN).")]
+    = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     database_url: DatabaseUrl = None,
     seed_only: Annotated[bool, typer.Option("--seed-only", help="Seed, print, and exit without serving.")] = False,
@@ -138,6 +219,9 @@ def demo(
     viewer = creds["viewer"]
     assert isinstance(viewer, dict)
     console.print(f"  Viewer:        {url}/  (login {viewer['login']}, password {viewer['password']})")
+    address = lan_address() if _every_interface(host) else None
+    if address:
+        console.print(f"  On the LAN:    http://{address}:{port}/  (a tablet or phone on the same network)")
     console.print(f"  API docs:      {url}/docs")
     console.print(f"  Data folder:   {ctx.settings.data_dir}")
     console.print(f"  Credentials:   {ctx.settings.data_dir / CREDENTIALS}")
@@ -148,4 +232,5 @@ def demo(
     console.print(f'  Try: curl -G -H "Authorization: Bearer {stations[0]["token"]}" '
                   f'--data-urlencode "q=やまだ" {url}/api/v1/patients\n')
     if not seed_only:
+        console.print("  Ctrl+C stops the server; the next start reuses the data folder.\n")
         run(create_app(ctx), host, port)

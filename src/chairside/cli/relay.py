@@ -10,13 +10,15 @@ from typing import Annotated, Any
 import typer
 
 from chairside.cli.common import DatabaseUrl, DataDir, emit, fail
+from chairside.cli.tls import TlsCert, TlsKey, serving_context, tls_options
 from chairside.relay.bandwidth import BandwidthError, describe, parse_schedule
 from chairside.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="The clinic's relay: serves its stations, carries their writes to the "
                   "cloud.")
 
-Upstream = Annotated[str | None, typer.Option("--upstream", help="The cloud's URL (or CHAIRSIDE_UPSTREAM_URL).")]
+Upstream = Annotated[str | None, typer.Option("--upstream", help="The cloud's URL (or CHAIRSIDE_UPSTREAM_URL); "
+                                              "URL,URL…: a primary and its mirror, followed by epoch.")]
 Token = Annotated[str | None, typer.Option("--token", help="The relay's token from `chairside admin relay create` "
                                            "(or CHAIRSIDE_RELAY_TOKEN).")]
 
@@ -29,8 +31,9 @@ def relay_settings(data: Path, database_url: str | None, upstream: str | None, t
         fail(str(e))
     if not settings.upstream_url:
         fail("the relay needs the cloud's address: pass --upstream https://… or set CHAIRSIDE_UPSTREAM_URL")
-    if not settings.upstream_url.startswith(("http://", "https://")):
-        fail(f"--upstream must be an http:// or https:// URL, not {settings.upstream_url!r}")
+    for url in settings.upstream_url.split(","):  # several: a primary and its mirror (docs/disaster-recovery.md)
+        if not url.strip().startswith(("http://", "https://")):
+            fail(f"--upstream must be http:// or https:// URLs (comma-separated), not {url.strip()!r}")
     if not settings.relay_token:
         fail("the relay needs its token: run `chairside admin relay create --clinic ID` on the cloud, then pass "
              "--token cs_rl_… or set CHAIRSIDE_RELAY_TOKEN")
@@ -51,21 +54,27 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface of the LAN).")] = "0.0.0.0",  # noqa: S104
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     database_url: DatabaseUrl = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
 ) -> None:
-    """Run the relay (migrates its database first). Stations point at http://<relay>:PORT."""
+    """Run the relay (migrates its database first). Stations point at http(s)://<relay>:PORT."""
     from chairside.app import create_app
     from chairside.cli.cloud import run
-    from chairside.context import build_context
+    from chairside.keys.tls import TlsError
     from chairside.relay.runtime import attach
+    tls = tls_options(tls_cert, tls_key)
     settings = relay_settings(data, database_url, upstream, token)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     assert settings.upstream_url is not None and settings.relay_token is not None
-    ctx = build_context(settings, role="relay")
-    attach(ctx, settings.upstream_url, settings.relay_token)
+    ctx = serving_context(settings, "relay")
+    try:
+        attach(ctx, settings.upstream_url, settings.relay_token)
+    except TlsError as exc:  # the ca_bundle setting names no usable file
+        fail(str(exc))
     typer.echo(f"relay: upstream {settings.upstream_url}, bandwidth {settings.relay_bandwidth!r}, "
                f"{settings.relay_upload_parallel} transfers at once, chunks of "
                f"{settings.relay_upload_chunk_bytes} bytes", err=True)
-    run(create_app(ctx), host, port)
+    run(create_app(ctx), host, port, settings=ctx.settings, tls=tls)
 
 
 @app.command()

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 import httpx
 
 from chairside.client._errors import ChairsideError, UploadFailed
+from chairside.client._failover import FailoverTransport
 from chairside.client._ids import uuid7
 
 Progress = Callable[[int, int], None]
@@ -49,13 +50,23 @@ class Client:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | list[str] | tuple[str, ...],
         token: str,
         *,
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        chunk_checksums: bool | None = None,
     ) -> None:
+        # Several addresses (a primary and its mirror): the client follows the primary of the newest epoch.
+        self.failover = None if isinstance(base_url, str) else FailoverTransport(base_url, transport)
+        if self.failover is not None:
+            base_url, transport = self.failover.current_url, self.failover
+        assert isinstance(base_url, str)
         self.base_url = base_url.rstrip("/")
+        # Upload-Checksum (SHA-256) on each PATCH: by default on for plain http://, off for https://, where
+        # TLS already protects every chunk; the whole file's SHA-256 is compared with the server's either way.
+        self.chunk_checksums = (not self.base_url.lower().startswith("https://")) if chunk_checksums is None \
+            else chunk_checksums
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}"},
@@ -176,18 +187,23 @@ class Client:
         filename: str | None = None,
         progress: Progress | None = None,
         chunk_size: int = 16 << 20,
-        checksum: bool = True,
+        checksum: bool | None = None,
         max_retries: int = 20,
         retry_delay: float = 0.5,
         resume_url: str | None = None,
+        on_created: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """Upload a recording or photo resumably; answer the stored media item.
 
         Retries by itself after a cut, a timeout or a busy server, resuming from the server's
         offset (never resending what the server already holds). Each chunk carries a SHA-256
-        checksum, and the whole file's SHA-256 is compared with the server's at the end.
-        Keep `media_id` for retries of the same file: the server never stores it twice.
+        checksum when `checksum` (default: the client's `chunk_checksums`), and the whole file's
+        SHA-256 is compared with the server's at the end. Keep `media_id` for retries of the same
+        file: the server never stores it twice. `on_created` gets the new upload's URL, to be kept
+        and passed back as `resume_url` after a restart.
         """
+        if checksum is None:
+            checksum = self.chunk_checksums
         path = Path(path)
         size = path.stat().st_size
         media_id = str(media_id or uuid7())
@@ -199,6 +215,8 @@ class Client:
         url = resume_url or self._retrying(
             lambda: self._create(path, size, patient_id, media_id, captured_at, filename), max_retries, retry_delay
         )
+        if on_created is not None and resume_url is None:
+            on_created(url)
         whole = hashlib.sha256()
         hashed = 0
         offset = self._offset(url) if resume_url else 0

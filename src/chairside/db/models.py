@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     TypeDecorator,
@@ -528,3 +529,114 @@ class RelayState(Base):
     __tablename__ = "relay_state"
     key: Mapped[str] = mapped_column(String(50), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# --- the mirror site: registered mirrors, what each has verified, the epoch (mirror/) ----------------------
+
+class Mirror(Base):
+    """A standby site following this cloud. Its bearer token (cs_mr_…) is stored only as a SHA-256 hash."""
+
+    __tablename__ = "mirrors"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class MirrorProgress(Base):
+    """How far a mirror has copied and verified the blobs of one contract's changes feed (its `seq`)."""
+
+    __tablename__ = "mirror_progress"
+    mirror_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("mirrors.id"), primary_key=True)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SiteState(Base):
+    """One row (id 1): the deployment's identity and this site's epoch, and a newer epoch heard of (fenced)."""
+
+    __tablename__ = "site_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deployment_id: Mapped[uuid.UUID]
+    epoch: Mapped[int] = mapped_column(BigInteger, default=1)
+    promoted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # A newer epoch taken elsewhere: every write here is refused, naming that primary.
+    fenced_epoch: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    fenced_primary: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    fenced_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+# --- netcheck: onboarding line-check codes (netcheck/) -----------------------------------------------------
+
+class NetcheckCode(Base):
+    """A code that opens the cloud's line-check endpoints to one clinic for a few runs; stored hashed, expiring.
+
+    `runs` counts the runs started with it (at most `netcheck_code_runs`); a run's measurement requests are
+    accepted until `run_until` (docs/netcheck.md)."""
+
+    __tablename__ = "netcheck_codes"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    run_until: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+# --- keys: data keys for encryption at rest, wrapped by the master key (keys/) ------------------------------
+
+class DataKey(Base):
+    """A 256-bit data key, stored only wrapped by the master key named in `master_key_id` (docs/security.md).
+
+    `scope` is `site` or `contract:<uuid>`; the newest key of a scope encrypts new blobs, every key stays
+    readable by its `id` (the id an encrypted blob's header names). Rotating the master key rewrites
+    `wrapped` and `master_key_id` only: no blob is re-encrypted."""
+
+    __tablename__ = "data_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64), index=True)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- sharing: expiring read-only links for a patient (sharing/) ------------------------------------------------
+
+class ShareLink(Base):
+    """A read-only link to some of one patient's items, opened without an account (docs/viewer.md).
+
+    Only the SHA-256 of its token is kept (`token_hash`); the token itself is shown once, in the link. A link is
+    usable until `expires_at`, unless `revoked_at` is set; `media_ids` are the chosen items, in order."""
+
+    __tablename__ = "share_links"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
+    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    media_ids: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)  # the account (or station) that made it
+
+
+# --- uploads streamed to an S3 store (uploads/s3stream.py) -----------------------------------------------------
+
+class UploadS3State(Base):
+    """Where a tus upload's bytes are in the object store: a multipart upload's parts, then a tail object.
+
+    Bytes `[0, parts_bytes)` are the parts listed in `parts` (`[[number, etag, size], …]`, each a full part);
+    bytes `[parts_bytes, uploads.offset)` are the object `tail_key` (shorter than one part). Updated in the same
+    transaction as the upload's offset, so any server resumes the upload from here (docs/operations.md)."""
+
+    __tablename__ = "upload_s3_state"
+    upload_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    s3_upload_id: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    parts: Mapped[list[list[Any]]] = mapped_column(JSON, default=list)
+    parts_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    tail_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

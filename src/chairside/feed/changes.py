@@ -7,7 +7,10 @@ contract cannot commit before an earlier one, and a follower reading `seq > curs
 skips an event. `clinic_id` is the clinic whose visibility governs the event (for a media
 item, its patient's clinic), None for contract-wide events.
 
-Kinds: contract, clinic, station, patient, media, media.purged (a tombstone).
+Kinds: contract, clinic, station, account, session (an account's latest sign-in), patient, media,
+media.purged (a tombstone), annotation, annotation.deleted (a tombstone), media.tags (an item's whole
+set). Accounts travel with their password hash, so a relay signs its clinic's viewer accounts in while
+the internet is down (docs/relay.md, "The viewer at the relay").
 Followers read it through `GET /api/v1/feed` (api/feed.py, `read`); docs/replication.md.
 """
 
@@ -16,17 +19,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from chairside.db.engine import Database
-from chairside.db.models import Change, Clinic, Contract, Media, Patient, Station
+from chairside.db.models import Account, Annotation, Change, Clinic, Contract, Media, Patient, Station
 from chairside.feed.rows import to_json
 
 _Row = TypeVar("_Row", Patient, Media)
-KINDS = ("contract", "clinic", "station", "patient", "media", "media.purged")
+KINDS = ("contract", "clinic", "station", "account", "session", "patient", "media", "media.purged", "annotation",
+         "annotation.deleted", "media.tags")
 # Contract fields a follower needs (its quota, by name); not the contacts or the billing facts.
 _CONTRACT_PRIVATE = frozenset({"contact_emails", "cancellation_notice_on", "feed_seq"})
 
@@ -63,6 +68,25 @@ def station_changed(s: Session, station: Station) -> int:
     return emit(s, station.contract_id, "station", station.id, to_json(station), clinic_id=station.clinic_id)
 
 
+def account_changed(s: Session, account: Account) -> int:
+    """Viewer accounts travel with their argon2id hash: a relay signs the clinic's accounts in offline.
+
+    Contract-wide (no clinic): an account may sign in at any of the contract's relays; what it then sees is
+    still its clinic scope. Every write to an account (created, password, scope, disabled) must emit this.
+    """
+    s.flush()
+    return emit(s, account.contract_id, "account", account.id, to_json(account), clinic_id=None)
+
+
+def session_started(s: Session, contract_id: uuid.UUID, account_id: uuid.UUID, session_id: uuid.UUID,
+                    device_name: str, at: datetime) -> int:
+    """An account's latest sign-in (at the cloud, or at a relay once it reached the cloud): every relay ends
+    its own sessions of the account that started earlier (one device at a time; relay/viewer.py)."""
+    return emit(s, contract_id, "session", session_id,
+                {"account_id": str(account_id), "session_id": str(session_id), "device_name": device_name,
+                 "created_at": at.isoformat()}, clinic_id=None)
+
+
 def patient_changed(s: Session, patient: Patient) -> int:
     s.flush()
     return emit(s, patient.contract_id, "patient", patient.id, to_json(patient), clinic_id=patient.clinic_id)
@@ -78,6 +102,24 @@ def media_purged(s: Session, item: Media, patient_clinic_id: uuid.UUID | None = 
     clinic = patient_clinic_id or _patient_clinic(s, item.patient_id)
     return emit(s, item.contract_id, "media.purged", item.id,
                 {"id": str(item.id), "sha256": item.sha256, "patient_id": str(item.patient_id)}, clinic_id=clinic)
+
+
+def annotation_changed(s: Session, row: Annotation, patient_id: uuid.UUID) -> int:
+    """A drawing made or changed: relays show the cloud's drawings too (relay/follower.py)."""
+    s.flush()
+    return emit(s, row.contract_id, "annotation", row.id, to_json(row), clinic_id=_patient_clinic(s, patient_id))
+
+
+def annotation_deleted(s: Session, row: Annotation, patient_id: uuid.UUID) -> int:
+    return emit(s, row.contract_id, "annotation.deleted", row.id, {"id": str(row.id), "media_id": str(row.media_id)},
+                clinic_id=_patient_clinic(s, patient_id))
+
+
+def tags_changed(s: Session, contract_id: uuid.UUID, media_id: uuid.UUID, patient_id: uuid.UUID,
+                 tags: list[str]) -> int:
+    """An item's whole tag set, as it now is."""
+    return emit(s, contract_id, "media.tags", media_id, {"id": str(media_id), "tags": list(tags)},
+                clinic_id=_patient_clinic(s, patient_id))
 
 
 def _patient_clinic(s: Session, patient_id: uuid.UUID) -> uuid.UUID | None:
@@ -135,6 +177,9 @@ def backfill(db: Database, contract_id: uuid.UUID, batch: int = 1000) -> int:
             written += 1
         for station in s.scalars(select(Station).where(Station.contract_id == contract_id).order_by(Station.id)):
             station_changed(s, station)
+            written += 1
+        for account in s.scalars(select(Account).where(Account.contract_id == contract_id).order_by(Account.id)):
+            account_changed(s, account)
             written += 1
     written += 1
     written += _backfill_rows(db, contract_id, batch, Patient, patient_changed)

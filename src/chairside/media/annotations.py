@@ -22,7 +22,9 @@ from chairside.auth.principal import Principal
 from chairside.context import Context
 from chairside.db.models import Annotation, Media, utcnow
 from chairside.errors import Problem
+from chairside.feed import changes
 from chairside.media.items import not_found as media_not_found
+from chairside.relay import viewer as relay_viewer
 from chairside.tenancy import visibility
 
 MAX_SHAPES = 500
@@ -74,6 +76,17 @@ Shape = Annotated[Pen | Arrow | Circle | Text, Field(discriminator="type")]
 
 # -- the store --------------------------------------------------------------------------------------
 
+def check_points(shapes: Sequence[Shape], limit: int) -> None:
+    """A drawing layer has at most `limit` points in all its pen strokes (settings.limit_drawing_points): what
+    every device downloads and draws stays small."""
+    points = sum(len(shape.points) for shape in shapes if isinstance(shape, Pen))
+    if points > limit:
+        raise Problem(422, f"この書き込みは点が多すぎます（{points} 点、上限 {limit} 点）。"
+                      "線を減らして保存してください。 / "
+                      f"This drawing has too many points ({points}; at most {limit}). Draw fewer or shorter strokes, "
+                      "then save again.", code="drawing-too-large", points=points, limit=limit)
+
+
 def not_found() -> Problem:
     return Problem(404, "This annotation was not found. It may have been deleted on another device, or belong to "
                    "a photo or video you cannot see.", code="annotation-not-found")
@@ -105,6 +118,7 @@ def list_for(ctx: Context, principal: Principal, media_id: uuid.UUID) -> list[An
 def create(ctx: Context, principal: Principal, media_id: uuid.UUID, shapes: Sequence[Shape],
            media_time_s: float | None = None) -> Annotation:
     """A new annotation at version 1 over a visible item not in the trash (at `media_time_s` of a video)."""
+    check_points(shapes, ctx.settings.limit_drawing_points)
     with ctx.db.session() as s:
         item = visibility.media_item(s, principal, media_id)
         if item is None:
@@ -117,6 +131,9 @@ def create(ctx: Context, principal: Principal, media_id: uuid.UUID, shapes: Sequ
         s.flush()
         audit.add(s, principal, "annotation.create", patient_id=item.patient_id, media_id=item.id,
                   detail={"annotation_id": str(row.id), "shapes": len(row.shapes)})
+        changes.annotation_changed(s, row, item.patient_id)  # to the relays (feed/changes.py)
+        if ctx.role.queues_writes_upstream:  # at a relay: carried to the cloud (relay/viewer.py)
+            relay_viewer.annotation_put(s, row)
         return row
 
 
@@ -124,6 +141,7 @@ def update(ctx: Context, principal: Principal, annotation_id: uuid.UUID, version
            media_time_s: float | None = None) -> Annotation:
     """Replace the shapes of the annotation at `version` (409 when it has moved on since); answers it at the
     next version."""
+    check_points(shapes, ctx.settings.limit_drawing_points)
     with ctx.db.session() as s:
         found = s.execute(_visible(principal, annotation_id).with_for_update(of=Annotation)).first()
         if found is None:
@@ -139,6 +157,9 @@ def update(ctx: Context, principal: Principal, annotation_id: uuid.UUID, version
         audit.add(s, principal, "annotation.update", patient_id=item.patient_id, media_id=item.id,
                   detail={"annotation_id": str(row.id), "version": row.version, "shapes": len(row.shapes)})
         s.flush()
+        changes.annotation_changed(s, row, item.patient_id)
+        if ctx.role.queues_writes_upstream:
+            relay_viewer.annotation_put(s, row)
         return row
 
 
@@ -151,4 +172,7 @@ def delete(ctx: Context, principal: Principal, annotation_id: uuid.UUID) -> None
         row, item = found
         audit.add(s, principal, "annotation.delete", patient_id=item.patient_id, media_id=item.id,
                   detail={"annotation_id": str(row.id), "version": row.version})
+        changes.annotation_deleted(s, row, item.patient_id)
+        if ctx.role.queues_writes_upstream:
+            relay_viewer.annotation_delete(s, row)
         s.delete(row)

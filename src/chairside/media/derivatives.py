@@ -24,6 +24,7 @@ from chairside.blobs import BlobStore
 from chairside.context import Context
 from chairside.db.models import Media, MediaDerivative
 from chairside.errors import Problem
+from chairside.media import heavy
 from chairside.media.items import not_found
 from chairside.mediafile import MediaError, make_display_jpeg
 from chairside.tenancy import visibility
@@ -69,7 +70,8 @@ def display_copy(ctx: Context, item: Media) -> MediaDerivative:
             source = f"{tmp}/original"
             _copy_to(ctx.blobs, item.sha256, source)
             try:
-                data = make_display_jpeg(source, MAX_SIDE)
+                with heavy.slot(ctx.settings.heavy_work_parallel):
+                    data = make_display_jpeg(source, MAX_SIDE, ctx.settings.max_photo_pixels)
             except MediaError:
                 raise Problem(422, "This photo cannot be shown in the browser (it could not be decoded). "
                               "Download the original instead.", code="no-display") from None

@@ -37,6 +37,7 @@ from chairside.blobs import BlobStore
 from chairside.context import Context
 from chairside.db.models import Media, Patient, utcnow
 from chairside.domain.calendar import CLINIC_TZ
+from chairside.domain.spreadsheet import safe_cell
 from chairside.errors import Problem
 from chairside.media.items import not_found as media_not_found
 from chairside.patients.service import not_found as patient_not_found
@@ -116,9 +117,9 @@ def manifest(entries: list[Entry], principal: Principal, now: datetime) -> tuple
     writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for row in items:
-        writer.writerow([row["file"], row["patient"]["chart_no"], row["patient"]["name"], row["patient"]["name_kana"],
-                         row["kind"], row["captured_at"], row["size"], row["sha256"], row["media_id"],
-                         row["original_filename"]])
+        writer.writerow([safe_cell(cell) for cell in (  # no formula runs from a name or file name (OWASP)
+            row["file"], row["patient"]["chart_no"], row["patient"]["name"], row["patient"]["name_kana"],
+            row["kind"], row["captured_at"], row["size"], row["sha256"], row["media_id"], row["original_filename"])])
     return (json.dumps(doc, ensure_ascii=False, indent=2).encode() + b"\n",
             b"\xef\xbb\xbf" + text.getvalue().encode())
 

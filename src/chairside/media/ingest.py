@@ -22,6 +22,7 @@ from chairside.db.engine import Database
 from chairside.db.models import Media, utcnow
 from chairside.errors import Problem
 from chairside.feed import changes
+from chairside.media import heavy
 from chairside.mediafile import (
     CorruptMedia,
     UnsupportedMedia,
@@ -31,6 +32,8 @@ from chairside.mediafile import (
     sniff,
 )
 from chairside.quota import usage
+
+DEFAULT_MAX_PIXELS = 50_000_000  # settings.max_photo_pixels
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def existing(db: Database, req: IngestRequest) -> Media | None:
         return found
 
 
-def analyse(path: Path) -> tuple[str, str, dict[str, object], datetime | None]:
+def analyse(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, str, dict[str, object], datetime | None]:
     """kind, mime, technical fields and the capture time found in the file (EXIF), or a Problem."""
     try:
         sniffed = sniff(path)
@@ -92,27 +95,35 @@ def analyse(path: Path) -> tuple[str, str, dict[str, object], datetime | None]:
                 "fps": v.fps, "codec": v.codec, "bitrate": v.bitrate,
             }
             return "video", sniffed.mime, fields, None
-        img = probe_image(path)
+        img = probe_image(path, max_pixels)
         fields = {"width": img.width, "height": img.height, "orientation": img.orientation}
         return "image", sniffed.mime, fields, img.captured_at
     except UnsupportedMedia as e:
+        if e.code == "media.unsupported.too_large":  # over settings.max_photo_pixels, refused before decoding
+            raise Problem(422, f"この写真は大きすぎます（{e.detail}）。小さいサイズで書き出して送り直してください。 / "
+                          f"{e.message}", code="photo-too-large") from e
         raise Problem(415, e.message, code="unsupported-media") from e
     except CorruptMedia as e:
         raise Problem(422, e.message, code="corrupt-media") from e
 
 
-def ingest(db: Database, blobs: BlobStore, req: IngestRequest, *, thumbnail_max_side: int = 480) -> Media:
+def ingest(db: Database, blobs: BlobStore, req: IngestRequest, *, thumbnail_max_side: int = 480,
+           max_pixels: int = DEFAULT_MAX_PIXELS, heavy_parallel: int = 2) -> Media:
+    """Store a finished file as a media item (in a worker thread: the probe and thumbnail decode here, holding
+    one of `heavy_parallel` slots of heavy work, media/heavy.py)."""
     found = existing(db, req)
     if found is not None:
         return found
-    kind, mime, fields, exif_time = analyse(req.path)
+    with heavy.slot(heavy_parallel):
+        kind, mime, fields, exif_time = analyse(req.path, max_pixels)
     if kind == "video" and req.created_over_limit:
         with db.read() as s:  # refuse before storing any bytes; count_video below re-checks under the lock
             full = usage.still_at_limit(s, req.contract_id)
         if full is not None:
             raise usage.limit_problem(*full)
     try:
-        thumb = make_thumbnail(req.path, kind, thumbnail_max_side)
+        with heavy.slot(heavy_parallel):
+            thumb = make_thumbnail(req.path, kind, thumbnail_max_side, max_pixels)
     except (UnsupportedMedia, CorruptMedia) as e:
         raise Problem(422, e.message, code="corrupt-media") from e
     thumb_sha = hashlib.sha256(thumb).hexdigest()

@@ -22,7 +22,13 @@ from starlette.types import Receive, Scope, Send
 
 from chairside.blobs import BlobStore
 
-_SPEC = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits, at most 18 (any byte offset fits; a longer number is ignored like any malformed Range).
+_SPEC = re.compile(r"^bytes=([0-9]{0,18})-([0-9]{0,18})$")
+
+# Behind nginx (settings.offload == "nginx"): the internal locations of `chairside deploy nginx-config` that send
+# a filesystem blob, `ACCEL_RANGE/ab/cd/<sha256>` with the client's one Range, `ACCEL_WHOLE/…` always whole.
+ACCEL_RANGE = "/_chairside/range"
+ACCEL_WHOLE = "/_chairside/whole"
 
 
 class Unsatisfiable(Exception):
@@ -87,6 +93,7 @@ class BlobResponse(Response):
         filename: str | None = None,
         head: bool = False,
         chunk_size: int = 1 << 20,
+        accel: bool = False,
     ) -> None:
         self.blobs = blobs
         self.sha256 = sha256
@@ -116,6 +123,10 @@ class BlobResponse(Response):
                 status = 206
                 self.start, self.length = byte_range.start, byte_range.length
                 headers["content-range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"
+        if accel and status in (200, 206) and not head:  # decided here, sent by nginx: no body
+            where = ACCEL_RANGE if status == 206 else ACCEL_WHOLE
+            headers["x-accel-redirect"] = f"{where}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+            self.length = 0
         self.problem = b""
         if status == 416:
             self.problem = json.dumps({

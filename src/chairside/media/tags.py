@@ -14,8 +14,10 @@ from chairside.auth.principal import Principal
 from chairside.context import Context
 from chairside.db.models import Media, MediaTag, utcnow
 from chairside.errors import Problem
+from chairside.feed import changes
 from chairside.media.items import not_found as media_not_found
 from chairside.patients.service import not_found as patient_not_found
+from chairside.relay import viewer as relay_viewer
 from chairside.tenancy import visibility
 
 MAX_TAGS = 20
@@ -70,4 +72,7 @@ def set_tags(ctx: Context, principal: Principal, media_id: uuid.UUID, tags: Iter
                       for t in sorted(set(wanted) - before))
             audit.add(s, principal, "media.tags", patient_id=item.patient_id, media_id=item.id,
                       detail={"tags": wanted})
+            changes.tags_changed(s, item.contract_id, item.id, item.patient_id, wanted)  # to the relays
+            if ctx.role.queues_writes_upstream:  # at a relay: carried to the cloud (relay/viewer.py)
+                relay_viewer.tags_set(s, item.id, wanted)
     return wanted

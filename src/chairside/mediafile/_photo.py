@@ -21,11 +21,16 @@ PIL_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/heic": "HEIF"}
 _IMAGE_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 
 
+#: The pixel budget of one photo (settings.max_photo_pixels): 50 MP covers the largest intraoral and DSLR photos.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
 @contextmanager
 def open_photo(
-    path: str | os.PathLike[str], sniffed: Sniffed | None = None
+    path: str | os.PathLike[str], sniffed: Sniffed | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Iterator[Image.Image]:
-    """Open a photo with only the Pillow plugin its bytes call for."""
+    """Open a photo with only the Pillow plugin its bytes call for; refused (before any pixel is decoded:
+    Pillow reads only the header on open) when it has more than `max_pixels` pixels."""
     sniffed = sniffed or sniff(path)
     if sniffed.kind != "image":
         raise UnsupportedMedia.wrong_kind("photo", "video")
@@ -38,6 +43,9 @@ def open_photo(
         corrupt_photo_on_error(),
         Image.open(fp, formats=[PIL_FORMATS[sniffed.mime]]) as im,
     ):
+        width, height = im.size
+        if width * height > max_pixels:
+            raise UnsupportedMedia.too_large(width * height / 1e6)
         yield im
 
 

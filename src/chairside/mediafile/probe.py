@@ -25,7 +25,7 @@ from chairside.mediafile._av import (
 )
 from chairside.mediafile._exif import TRANSPOSED_ORIENTATIONS, captured_at_of, orientation_of
 from chairside.mediafile._isobmff import BoxError, iter_top_level_boxes
-from chairside.mediafile._photo import open_photo
+from chairside.mediafile._photo import DEFAULT_MAX_PIXELS, open_photo
 from chairside.mediafile.errors import CorruptMedia, UnsupportedMedia
 from chairside.mediafile.sniff import sniff
 
@@ -177,10 +177,11 @@ def _check_tail_decodes(container: InputContainer, stream: VideoStream) -> None:
         )
 
 
-def probe_image(path: str | os.PathLike[str]) -> ImageInfo:
-    """Describe a JPEG/PNG/HEIC photo; the whole image is decoded to prove it is complete."""
+def probe_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Describe a JPEG/PNG/HEIC photo; the whole image is decoded to prove it is complete (refused unread
+    above `max_pixels`)."""
     sniffed = sniff(path)
-    with open_photo(path, sniffed) as im:
+    with open_photo(path, sniffed, max_pixels) as im:
         stored_width, stored_height = im.size
         is_heif = im.format == "HEIF"
         if im.format in ("JPEG", "MPO"):  # MPO: phone JPEGs with a gain map or depth map

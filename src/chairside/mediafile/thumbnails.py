@@ -16,7 +16,7 @@ from chairside.mediafile._av import (
     open_input,
     video_stream,
 )
-from chairside.mediafile._photo import open_photo
+from chairside.mediafile._photo import DEFAULT_MAX_PIXELS, open_photo
 from chairside.mediafile.errors import CorruptMedia
 
 THUMBNAIL_QUALITY = 80
@@ -30,24 +30,26 @@ _ROTATE = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180,
            270: Image.Transpose.ROTATE_90}  # fmt: skip
 
 
-def make_thumbnail(path: str | os.PathLike[str], kind: str, max_side: int = 480) -> bytes:
+def make_thumbnail(path: str | os.PathLike[str], kind: str, max_side: int = 480,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """A JPEG no larger than ``max_side`` on its long side, upright, without metadata."""
     if kind == "video":
         still = video_still(path, max_side)
     elif kind == "image":
-        still = _photo(path, max_side)
+        still = _photo(path, max_side, max_pixels)
     else:
         raise ValueError(f"kind must be 'video' or 'image', not {kind!r}")
     return _jpeg(still, quality=THUMBNAIL_QUALITY)
 
 
-def make_display_jpeg(path: str | os.PathLike[str], max_side: int = 2560) -> bytes:
+def make_display_jpeg(path: str | os.PathLike[str], max_side: int = 2560,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """A photo (HEIC, PNG or JPEG) as an upright JPEG that every browser shows."""
-    return _jpeg(_photo(path, max_side), quality=DISPLAY_QUALITY, progressive=True)
+    return _jpeg(_photo(path, max_side, max_pixels), quality=DISPLAY_QUALITY, progressive=True)
 
 
-def _photo(path: str | os.PathLike[str], max_side: int) -> Image.Image:
-    with open_photo(path) as im:
+def _photo(path: str | os.PathLike[str], max_side: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    with open_photo(path, max_pixels=max_pixels) as im:
         width, height = im.size
         scale = min(1.0, max_side / max(width, height))
         # JPEG decodes at 1/2..1/8 scale; HEIC may use its embedded thumbnail.

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chairside.domain.text import UnsafeText, visible_text
+
 
 class PatientIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -21,10 +23,7 @@ class PatientIn(BaseModel):
     @field_validator("chart_no", "name", "name_kana")
     @classmethod
     def _strip(cls, v: str) -> str:
-        v = v.strip()
-        if not v or "\x00" in v:
-            raise ValueError("must not be empty")
-        return v
+        return _visible(v)
 
 
 class PatientPatch(BaseModel):
@@ -34,3 +33,16 @@ class PatientPatch(BaseModel):
     name_kana: str | None = Field(default=None, min_length=1, max_length=200)
     birth_date: date | None = None
     sex: Literal["male", "female", "other", "unknown"] | None = None
+
+    @field_validator("chart_no", "name", "name_kana")
+    @classmethod
+    def _strip(cls, v: str | None) -> str | None:
+        return None if v is None else _visible(v)
+
+
+def _visible(v: str) -> str:
+    """NFC, stripped; refused when empty, invisible-only, or holding bidi or control characters (domain/text.py)."""
+    try:
+        return visible_text(v)
+    except UnsafeText as e:
+        raise ValueError(f"must be visible text: it {e}") from None

@@ -11,6 +11,11 @@ tenancy/visibility.py, which stays the one place that decides what a caller may 
 
 A query longer than PREFIX_CAP characters is looked up by its first PREFIX_CAP characters,
 and the candidates (few: they share a 24-character prefix) are checked against the whole key.
+
+Chart numbers match without their leading zeros: clinics print 01001 and say "1001". A query of
+digits not starting with 0 is also looked up with up to CHART_ZEROS zeros in front ("1001",
+"01001", "001001", …): a handful of equality lookups on the same index, and no new rows, so the
+patients indexed before this rule are found too.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from chairside.tenancy import visibility
 PREFIX_CAP = 24  # longer terms are stored up to here; longer queries are checked in Python
 SORT_KEY_LENGTH = 200  # the column's length
 _CHUNK = 200  # candidates read per round for a query longer than PREFIX_CAP
+CHART_ZEROS = 8  # "1001" also finds 0001001 … 000000001001
 
 
 def sort_key(name_kana: str) -> str:
@@ -62,12 +68,21 @@ def index_rows(
     ]
 
 
+def chart_variants(key: str) -> list[str]:
+    """The terms a query stands for: itself and, for digits without a leading zero, zero-padded forms."""
+    if not key.isascii() or not key.isdigit() or key.startswith("0"):
+        return [key]
+    return ["0" * zeros + key for zeros in range(min(CHART_ZEROS, PREFIX_CAP - len(key)) + 1)]
+
+
 def matching(scope: visibility.Scope, key: str) -> Select[Patient]:
     """The patients the caller may see with a term starting with `key` (at most PREFIX_CAP long), in order."""
+    terms = chart_variants(key)
+    term_rule = PatientSearchTerm.term == key if len(terms) == 1 else PatientSearchTerm.term.in_(terms)
     return (
         visibility.patients(scope)
         .join(PatientSearchTerm, PatientSearchTerm.patient_id == Patient.id)
-        .where(PatientSearchTerm.contract_id == scope.contract_id, PatientSearchTerm.term == key)
+        .where(PatientSearchTerm.contract_id == scope.contract_id, term_rule)
         .order_by(PatientSearchTerm.sort_key, PatientSearchTerm.patient_id)
     )
 
@@ -75,7 +90,9 @@ def matching(scope: visibility.Scope, key: str) -> Select[Patient]:
 def find_patients(session: Session, scope: visibility.Scope, key: str, limit: int) -> list[Patient]:
     """The first `limit` patients, by kana then id, with a search term starting with `key` (a search_key)."""
     if len(key) <= PREFIX_CAP:
-        return list(session.scalars(matching(scope, key).limit(limit)).all())
+        hits = session.scalars(matching(scope, key).limit(limit)).all()
+        # A patient matches once per term; with zero-padded chart forms, two of its terms could match.
+        return list({hit.id: hit for hit in hits}.values())
     # Candidates share the first PREFIX_CAP characters; keep those a whole term of which starts with key.
     query = matching(scope, key[:PREFIX_CAP]).add_columns(PatientSearchTerm.sort_key)
     found: list[Patient] = []

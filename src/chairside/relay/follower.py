@@ -7,8 +7,9 @@ events are applied once, in order, and a restart resumes where it stopped.
 
 How each kind is applied:
 
-- contract, clinic, station: the row as the cloud has it (stations with their token hash, so
-  the clinic's stations sign in at the relay while the internet is down). The contract's
+- contract, clinic, station, account: the row as the cloud has it (stations with their token hash, so
+  the clinic's stations sign in at the relay while the internet is down; accounts with their password
+  hash, so the viewer signs in here too: relay/viewer.py). The contract's
   `stored_video_ms` is the cloud's figure plus the videos recorded here that the cloud has not
   confirmed yet, so the quota check at the relay counts both.
 - patient: last writer wins per field, by the fields' hybrid logical clocks (`field_clocks`):
@@ -38,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from chairside.context import Context
 from chairside.db.models import (
+    Account,
     CachedBlob,
     Clinic,
     Contract,
@@ -52,7 +54,7 @@ from chairside.db.models import (
 from chairside.domain.hlc import Clock, is_valid, newer
 from chairside.feed.rows import from_json, upsert
 from chairside.patients.search import index_patient
-from chairside.relay import cache
+from chairside.relay import cache, viewer
 from chairside.relay.prefetch import Prefetcher, Wanted
 from chairside.relay.runtime import FollowerStatus, runtime_of
 from chairside.relay.upstream import Upstream
@@ -154,6 +156,12 @@ def _apply_event(ctx: Context, s: Session, clock: Clock, event: dict[str, Any], 
         upsert(s, Clinic, body)
     elif kind == "station":
         upsert(s, Station, body)
+    elif kind == "account":
+        upsert(s, Account, body)  # with its password hash: the viewer signs in here offline (relay/viewer.py)
+    elif kind == "session":
+        viewer.session_event(s, body)  # the account's latest sign-in elsewhere: older sessions here end
+    elif kind in ("annotation", "annotation.deleted", "media.tags"):
+        viewer.drawing_or_tags_event(s, kind, body)  # the viewer's writes made elsewhere (relay/viewer.py)
     elif kind == "patient":
         _apply_patient(s, clock, body)
     elif kind == "media":
@@ -233,6 +241,12 @@ def _pending_trash(s: Session, media_id: uuid.UUID) -> bool:
         OutboxOp.done_at.is_(None), OutboxOp.failed_at.is_(None)).limit(1)) is not None
 
 
+def _pending_upload(s: Session, media_id: uuid.UUID) -> bool:
+    return s.scalar(select(OutboxOp.id).where(
+        OutboxOp.entity_id == media_id, OutboxOp.kind == "media.upload",
+        OutboxOp.done_at.is_(None), OutboxOp.failed_at.is_(None)).limit(1)) is not None
+
+
 def _apply_media(ctx: Context, s: Session, body: dict[str, Any], applied: Applied) -> None:
     values = from_json(Media, body)
     if s.get(Patient, values["patient_id"]) is None or s.get(Clinic, values["clinic_id"]) is None:
@@ -253,9 +267,11 @@ def _apply_media(ctx: Context, s: Session, body: dict[str, Any], applied: Applie
             values.pop("thumb_sha256", None)  # keep the preview made here rather than fetch another one
         for name, value in values.items():
             setattr(row, name, value)
-    # The cloud has the item, so it has its bytes: a blob recorded here may now be evicted like any other.
-    s.execute(update(CachedBlob).where(CachedBlob.sha256 == row.sha256, CachedBlob.pinned.is_(True))
-              .values(pinned=False))
+    # The cloud has the item, so it has its bytes: a blob recorded here may now be evicted like any other,
+    # unless its upload is still pending (with a mirror site: until it is verified there too; relay/sender.py).
+    if not _pending_upload(s, row.id):
+        s.execute(update(CachedBlob).where(CachedBlob.sha256 == row.sha256, CachedBlob.pinned.is_(True))
+                  .values(pinned=False))
     if row.deleted_at is None:
         applied.media.append(Wanted(row.id, row.sha256, row.size, row.thumb_sha256))
 

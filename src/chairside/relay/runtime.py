@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from chairside.context import Context
+from chairside.keys.tls import client_context
 from chairside.relay.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -42,7 +43,9 @@ class RelayRuntime:
 
 def attach(ctx: Context, upstream_url: str, token: str) -> RelayRuntime:
     """Give a relay's context its link to the cloud; the app's lifespan then starts its workers."""
-    ctx.relay = RelayRuntime(Upstream(upstream_url, token, offline_after_s=ctx.settings.relay_offline_after_s))
+    verify = client_context(ctx.settings.ca_bundle)  # the cloud's certificate: system roots or ca_bundle (keys/tls.py)
+    ctx.relay = RelayRuntime(Upstream(upstream_url, token, offline_after_s=ctx.settings.relay_offline_after_s,
+                                      verify=verify))
     return ctx.relay
 
 

@@ -260,12 +260,17 @@ class Sender:
         if response.status_code != 200:
             judge(response)
         item: dict[str, Any] = response.json()
+        # With a mirror site, the cloud says whether the item is verified there too (docs/disaster-recovery.md).
+        item["_mirrored"] = response.headers.get("chairside-mirrored")
         return item
 
     async def _finish(self, op: Op, item: dict[str, Any]) -> None:
         if item.get("sha256") != op.body["sha256"]:
             raise Refused(f"the cloud holds other bytes under the media id {op.entity_id} (SHA-256 "
                           f"{str(item.get('sha256'))[:12]}…, the relay's {op.body['sha256'][:12]}…)")
+        if item.get("_mirrored") == "no":  # stored at the primary only: kept pinned and pending until both sites
+            await anyio.to_thread.run_sync(queue.save_url, self.ctx, op, None)  # next try: only this check again
+            raise Retry("stored at the cloud; waiting until its mirror site has verified it too")
         await anyio.to_thread.run_sync(queue.mark_done, self.ctx, op)
 
     async def _create(self, client: httpx.AsyncClient, op: Op, size: int) -> None:

@@ -31,7 +31,7 @@ import httpx
 
 from chairside.context import Context
 from chairside.db.models import utcnow
-from chairside.relay import queue
+from chairside.relay import queue, viewer
 from chairside.relay.bandwidth import Throttle
 from chairside.relay.meter import RateMeter
 from chairside.relay.queue import MEDIA, Op
@@ -182,12 +182,18 @@ class Uploader:
         assert self._client is not None, "Uploader.run() makes the client"
         return self._client
 
+    def _superseded(self, op: Op, result: dict[str, Any]) -> None:
+        with self.ctx.db.session() as s:
+            viewer.superseded(s, op.body, result)
+
     async def _send_op(self, op: Op) -> None:
         response = await self.client.post(
             "/api/v1/relay/ops", json={"op_id": str(op.op_id), "kind": op.kind, "body": op.body})
         self.up.contact()
         if response.status_code == 200:
             await anyio.to_thread.run_sync(queue.mark_done, self.ctx, op)
+            if op.kind == "session.signin":  # the cloud may hold a later sign-in: this one ends (relay/viewer.py)
+                await anyio.to_thread.run_sync(self._superseded, op, response.json().get("result") or {})
             return
         why = problem_text(response)
         if response.status_code == 404:  # retried

@@ -7,10 +7,13 @@ cache's fetches) gets its HTTP clients here and reports each answer it got, so t
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass, field
 
 import httpx
+
+from chairside.relay.failover import Addresses, AsyncFailover, SyncFailover, split_urls
 
 
 @dataclass
@@ -21,10 +24,14 @@ class Upstream:
     # time.time() of the last answer from the cloud (any status), 0.0 for never.
     last_contact: float = 0.0
     last_error: str | None = None
+    # How the cloud's certificate is checked (keys/tls.py client_context: system roots or ca_bundle).
+    verify: ssl.SSLContext | bool = True
     _clients: list[httpx.AsyncClient] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
-        self.base_url = self.base_url.rstrip("/")
+        # `URL[,URL…]`: a primary and its mirror; the relay follows the primary of the newest epoch (failover.py).
+        self.addresses = Addresses(split_urls(self.base_url))
+        self.base_url = str(self.addresses.urls[0]).rstrip("/")
 
     @property
     def headers(self) -> dict[str, str]:
@@ -32,15 +39,20 @@ class Upstream:
 
     def async_client(self, *, timeout: float = 30.0, read_timeout: float | None = None) -> httpx.AsyncClient:
         """A client for the cloud; closed by `aclose()`. A silent stall ends in a timeout, never a hang."""
+        failover = AsyncFailover(self.addresses, httpx.AsyncHTTPTransport(verify=self.verify)) \
+            if len(self.addresses.urls) > 1 else None
         client = httpx.AsyncClient(
-            base_url=self.base_url, headers=self.headers,
+            base_url=self.base_url, headers=self.headers, verify=self.verify, transport=failover,
             timeout=httpx.Timeout(timeout, connect=10.0, read=read_timeout or timeout),
         )
         self._clients.append(client)
         return client
 
     def sync_client(self, *, timeout: float = 30.0) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, headers=self.headers, timeout=httpx.Timeout(timeout, connect=10.0))
+        failover = SyncFailover(self.addresses, httpx.HTTPTransport(verify=self.verify)) \
+            if len(self.addresses.urls) > 1 else None
+        return httpx.Client(base_url=self.base_url, headers=self.headers, verify=self.verify, transport=failover,
+                            timeout=httpx.Timeout(timeout, connect=10.0))
 
     def contact(self) -> None:
         """The cloud answered (whatever it said)."""

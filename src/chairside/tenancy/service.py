@@ -146,4 +146,6 @@ def set_clinic_scope(ctx: Context, principal: Principal, model: type[Scoped], id
         audit.add(s, principal, "scope.set", detail={key: str(ident), "clinic_ids": row.clinic_scope})
         if isinstance(row, Station):
             changes.station_changed(s, row)  # relays enforce the station's scope too
+        else:
+            changes.account_changed(s, row)  # and the account's, when it signs in at a relay
         return row

@@ -11,12 +11,15 @@ headers are uploads/tus.py.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import anyio
 from sqlalchemy import delete, select, update
@@ -33,7 +36,7 @@ from chairside.errors import Problem
 from chairside.media.ingest import IngestRequest, ingest
 from chairside.quota import usage
 from chairside.tenancy import visibility
-from chairside.uploads import tus
+from chairside.uploads import clusterlock, s3stream, tus
 from chairside.uploads.metadata import clean_filename, metadata_uuid, parse_captured_at
 from chairside.uploads.tus import bad, tus_headers
 
@@ -53,6 +56,8 @@ def load(ctx: Context, principal: Principal, upload_id: str) -> Upload:
         else:
             expired = False
     if expired:
+        if s3stream.enabled(ctx):
+            s3stream.discard(ctx, upload_id)
         ctx.parts.remove(upload_id)
         raise Problem(410, "This upload expired because it was left unfinished too long. Start it again.",
                       code="upload-expired", headers=tus.base_headers())
@@ -105,7 +110,7 @@ def create(ctx: Context, principal: Principal, upload_id: str, length: int, meta
             id=upload_id, contract_id=principal.contract_id, patient_id=patient_id,
             media_id=media_id, station_id=station_id, filename=filename,
             captured_at=captured_at, length=length, offset=0,
-            upload_metadata=(raw_metadata or "")[:4000], expected_sha256=expected,
+            upload_metadata=raw_metadata or "", expected_sha256=expected,
             expires_at=utcnow() + timedelta(seconds=ctx.settings.upload_expiry_s),
             created_over_limit=over_limit,
         )
@@ -118,6 +123,8 @@ def create(ctx: Context, principal: Principal, upload_id: str, length: int, meta
 def drop(ctx: Context, upload_id: str) -> None:
     with ctx.db.session() as s:
         s.execute(delete(Upload).where(Upload.id == upload_id))
+    if s3stream.enabled(ctx):
+        s3stream.discard(ctx, upload_id)
     ctx.parts.remove(upload_id)
 
 
@@ -131,10 +138,15 @@ async def receive(
     offset: int = 0,
 ) -> Upload:
     """Append a request's body at `offset` (the upload's offset, or 409); complete the upload when it is whole."""
+    if s3stream.enabled(ctx):  # an S3 store: the bytes go to the bucket as they arrive (uploads/s3stream.py)
+        return await s3stream.receive(ctx, principal, upload, body, declared_length, checksum, offset)
     store = ctx.parts
     if upload.offset == upload.length and upload.completed_at is None:
-        await anyio.to_thread.run_sync(recover_part, ctx, upload)
-    async with store.locked(upload.id, ctx.settings.upload_lock_wait_s) as fd:
+        upload = await finish_stored(ctx, principal, upload)
+    if upload.completed_at is not None and offset == upload.length:
+        return upload  # a retry of the last PATCH, or one sent while another stored the file: it is stored
+    async with clusterlock.held(ctx, upload.id, ctx.settings.upload_lock_wait_s), \
+            store.locked(upload.id, ctx.settings.upload_lock_wait_s) as fd:
         # Re-read under the lock: another PATCH may have moved the offset while we waited.
         upload = await anyio.to_thread.run_sync(load, ctx, principal, upload.id)
         if upload.completed_at is not None or offset != upload.offset:
@@ -277,7 +289,8 @@ async def complete(ctx: Context, principal: Principal, upload: Upload) -> Upload
             queue_upstream=ctx.role.queues_writes_upstream,
         )
         try:
-            ingest(ctx.db, ctx.blobs, req, thumbnail_max_side=ctx.settings.thumbnail_max_side)
+            ingest(ctx.db, ctx.blobs, req, thumbnail_max_side=ctx.settings.thumbnail_max_side,
+                   max_pixels=ctx.settings.max_photo_pixels, heavy_parallel=ctx.settings.heavy_work_parallel)
         except BaseException:
             if staged.exists():
                 os.replace(staged, part)
@@ -301,22 +314,73 @@ async def complete(ctx: Context, principal: Principal, upload: Upload) -> Upload
         raise
 
 
-def recover_part(ctx: Context, upload: Upload) -> None:
+async def finish_stored(ctx: Context, principal: Principal, upload: Upload) -> Upload:
+    """An upload whose bytes are all in but which is not stored yet: either another request is storing it right
+    now (it holds the file's lock while the file is named `.ingest`, then is adopted by the blob store), and
+    this one waits for it; or the server stopped while storing it, and this one puts the bytes back and stores
+    it. Waits up to `upload_lock_wait_s`, then 423 (never a 500 for the race)."""
+    if s3stream.enabled(ctx):
+        return await s3stream.finish_stored(ctx, principal, upload)
+    deadline = time.monotonic() + ctx.settings.upload_lock_wait_s
+    while upload.completed_at is None:
+        busy = await anyio.to_thread.run_sync(recover_part, ctx, upload)
+        if not busy:
+            try:
+                async with clusterlock.held(ctx, upload.id, max(0.0, deadline - time.monotonic())), \
+                        ctx.parts.locked(upload.id, max(0.0, deadline - time.monotonic())):
+                    upload = await anyio.to_thread.run_sync(load, ctx, principal, upload.id)
+                    if upload.completed_at is None:
+                        upload = await complete(ctx, principal, upload)
+                return upload
+            except Problem as problem:
+                if problem.code != "upload-not-found":  # renamed away by a request storing it this moment
+                    raise
+        if time.monotonic() >= deadline:
+            raise Problem(423, "This upload is being stored. Wait a moment and ask again.", code="upload-locked",
+                          headers={"Retry-After": "1", **tus.base_headers()})
+        await anyio.sleep(0.02)
+        upload = await anyio.to_thread.run_sync(load, ctx, principal, upload.id)
+    return upload
+
+
+def _held(path: Path) -> bool:
+    """Whether another request holds the lock of this file (a finishing PATCH keeps it while the file is
+    renamed to `.ingest` and adopted by the blob store: the lock is the inode's, whatever its name)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def recover_part(ctx: Context, upload: Upload) -> bool:
     """Put a finished upload's bytes back where its lock and `_complete` expect them after a crash
-    while storing it: from the staged file, or (the blob store had already adopted it) from the blob."""
+    while storing it: from the staged file, or (the blob store had already adopted it) from the blob.
+    Answers True, doing nothing, when another request is storing it right now."""
     part = ctx.parts.path(upload.id)
     staged = part.with_suffix(".ingest")
     if part.exists():
-        return
+        return False
     if staged.exists():
+        if _held(staged):
+            return True
         os.replace(staged, part)
-        return
+        return False
     stored = ctx.blobs.local_path(upload.expected_sha256) if upload.expected_sha256 else None
     if stored is not None:  # rare (a crash in a few milliseconds' window): a copy, then the usual path
+        if _held(Path(stored)):
+            return True
         tmp = part.with_suffix(".copy")
         shutil.copyfile(stored, tmp)
         os.chmod(tmp, 0o600)
         os.replace(tmp, part)
+    return False
 
 
 def _takes_over_quota_now(ctx: Context) -> bool:

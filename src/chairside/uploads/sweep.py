@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 
 from chairside.context import Context
 from chairside.db.models import Upload, utcnow
+from chairside.uploads import s3stream
 
 
 def sweep_expired(ctx: Context, now: datetime | None = None) -> int:
@@ -21,6 +22,8 @@ def sweep_expired(ctx: Context, now: datetime | None = None) -> int:
         if ids:
             s.execute(delete(Upload).where(Upload.id.in_(ids)))
     for upload_id in ids:
+        if s3stream.enabled(ctx):  # its parts and tail in the bucket (uploads/s3stream.py)
+            s3stream.discard(ctx, upload_id)
         ctx.parts.remove(upload_id)
     # Part files with no row (a crash between creating the file and committing the row).
     with ctx.db.session() as s:

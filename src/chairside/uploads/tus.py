@@ -16,6 +16,7 @@ VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,expiration,checksum"
 CHECKSUM_ALGORITHMS = ("sha1", "sha256")
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
+MAX_METADATA_CHARS = 4000  # the column uploads.upload_metadata
 
 
 def base_headers() -> dict[str, str]:
@@ -41,6 +42,9 @@ def parse_metadata(header: str | None) -> dict[str, str]:
     result: dict[str, str] = {}
     if not header:
         return result
+    if len(header) > MAX_METADATA_CHARS:  # kept whole with the upload (HEAD answers it), so refused, never cut
+        raise Problem(400, f"The upload's metadata is longer than {MAX_METADATA_CHARS} characters. Send only the "
+                      "ids, the file's name and its capture time.", code="metadata-too-long", headers=base_headers())
     for pair in header.split(","):
         pair = pair.strip()
         if not pair:
@@ -90,7 +94,9 @@ def parse_checksum(header: str | None) -> Checksum | None:
 
 
 def parse_offset(value: str | None, name: str) -> int:
-    if value is None or not value.isdigit():
+    # ASCII digits only (str.isdigit admits '²' and other scripts' digits) and at most 18 of them: any real
+    # size fits, and int() is never asked to convert thousands of digits (a ValueError past 4300).
+    if value is None or not (value.isascii() and value.isdigit() and len(value) <= 18):
         raise Problem(400, f"The {name} header must be a whole number of bytes.", code="bad-header",
                       headers=base_headers())
     return int(value)

@@ -84,7 +84,7 @@ function accountSheet() {
   const sheet = h('div', { class: 'sheet', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': 'account-title' },
     h('h2', { id: 'account-title' }, t('account.title')),
     h('p', {}, t('account.signedInAs', { name: state.me.name, device: state.me.device })),
-    langSwitch(),
+    langSwitch({ id: 'sheet-lang-switch', onSwitched: () => close() }), // the page is redrawn in the other language
     h('button', { class: 'btn wide', type: 'button', onclick: () => signOut() }, icon('logout', { size: 20 }),
       h('span', {}, t('account.signOut'))),
     h('button', { class: 'btn wide', type: 'button', onclick: close }, t('common.close')));
@@ -115,9 +115,9 @@ function renderShell() {
     state.banner,
     h('div', { class: 'panes' },
       h('aside', { class: 'pane-search', 'aria-label': t('search.label') }, state.search.el),
-      state.main),
-    bottomNav(),
-    state.uploader.el);
+      state.main,
+      state.uploader.el), // docked as a third column on wide screens (app.css)
+    bottomNav());
   replace(root, state.shell);
 }
 
@@ -187,7 +187,11 @@ async function route() {
       openViewer(items, index);
     } else if (r.compare && !state.compare) {
       const items = await mediaFor(r.compare.split(',').slice(0, 4));
-      state.compare = new Compare({ items, onClose: () => { state.compare = null; leaveOverlay(); } });
+      // A deep link may come before the tags: wait for them a little (the cells are labelled by tag).
+      await Promise.race([view.tagsReady, new Promise((resolve) => { setTimeout(resolve, 3000); })]);
+      if (state.compare || parseRoute().compare !== r.compare) return;
+      state.compare = new Compare({ items, tagsOf: (id) => state.view?.tags.get(id) || [],
+        onClose: () => { state.compare = null; leaveOverlay(); } });
     }
   } catch (e) {
     toast(messageFor(e), { kind: 'error' });
@@ -219,7 +223,7 @@ async function signedIn(known = null, clinics = loadClinics()) {
   setCsrf(me.csrf_token);
   startHeartbeat();
   await clinics;
-  state.uploader = new Uploader({ onDone: (mediaId, patientId) => {
+  state.uploader = new Uploader({ accountId: me.account_id, onDone: (mediaId, patientId) => {
     if (state.view?.patient.id === patientId) state.view.addItem(mediaId).catch(() => {});
   } });
   renderShell();

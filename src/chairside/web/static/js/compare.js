@@ -1,16 +1,26 @@
 // Two or four items side by side (before/after). Videos play in step: one play, one seek, one speed
-// and one frame step control them all. Each picture zooms on its own; annotations are shown.
+// and one frame step control them all. Each picture zooms on its own; annotations are shown. Each cell
+// is labelled: 術前 / 術中 / 術後 when the item has that tag, else the day it was taken.
 
 import { annotationsShown, loadAnnotations } from './annotations.js';
 import { h, replace, trapFocus } from './dom.js';
-import { fmtDateTime, t } from './i18n.js';
+import { fmtDateTime, fmtDay, t } from './i18n.js';
 import { icon } from './icons.js';
 import { controls, playerKey, SyncGroup } from './player.js';
 import { Stage } from './stage.js';
 import { mediaElement } from './viewer.js';
 
+/** The stage tags that name a moment of treatment, in the order they can be told apart. */
+export const STAGE_TAGS = ['術前', '術中', '術後'];
+
+/** A cell's label: its treatment-stage tag (術前/術中/術後), else the day it was taken. */
+export function cellLabel(item, tags) {
+  const stage = STAGE_TAGS.find((tag) => tags.includes(tag));
+  return stage ? { text: stage, tagged: true } : { text: fmtDay(item.captured_at), tagged: false };
+}
+
 export class Compare {
-  constructor({ items, onClose }) {
+  constructor({ items, onClose, tagsOf = () => [] }) {
     this.items = items;
     this.onClose = onClose;
     this.stages = items.map((item) => new Stage(mediaElement(item), { onTap: () => this.group?.toggle() }));
@@ -22,7 +32,9 @@ export class Compare {
       stage.showLayers = annotationsShown();
       stage.tolerance = 0.75 / fps;
       loadAnnotations(stage, item);
-      return h('figure', { class: 'compare-cell' }, stage.el,
+      const label = cellLabel(item, tagsOf(item.id));
+      return h('figure', { class: 'compare-cell', 'aria-label': label.text }, stage.el,
+        h('span', { class: `compare-label${label.tagged ? ' tagged' : ''}` }, label.text),
         h('figcaption', {}, h('span', { class: 'badge' }, String.fromCharCode(65 + i)),
           `${fmtDateTime(item.captured_at)} · ${t(item.kind === 'video' ? 'kind.video' : 'kind.photo')}`));
     });

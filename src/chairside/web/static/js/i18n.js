@@ -28,9 +28,19 @@ export function setLang(lang) {
 
 export function onLangChange(fn) { listeners.push(fn); }
 
-/** The string for `key` in the current language, with {name} placeholders filled in. */
+const plurals = new Map();
+
+/**
+ * The string for `key` in the current language, with {name} placeholders filled in. A message may
+ * be an object of plural forms ({ one, other }, as Intl.PluralRules names them), chosen by params.n.
+ */
 export function t(key, params = {}) {
-  const text = DICTIONARY[getLang()][key] ?? DICTIONARY.ja[key] ?? key;
+  let text = DICTIONARY[getLang()][key] ?? DICTIONARY.ja[key] ?? key;
+  if (typeof text === 'object') {
+    const lang = getLang();
+    if (!plurals.has(lang)) plurals.set(lang, new Intl.PluralRules(lang));
+    text = text[plurals.get(lang).select(Number(params.n ?? 0))] ?? text.other;
+  }
   return text.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));
 }
 

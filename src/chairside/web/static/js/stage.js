@@ -6,11 +6,14 @@ import { renderShapes } from './annotate.js';
 
 const MAX_SCALE = 8;
 const TAP_MS = 260;
+const SWIPE_PX = 60; // a quick horizontal stroke this long, at fit size, goes to the next or previous item
+const SWIPE_MS = 700;
 
 export class Stage {
-  constructor(media, { onTap = () => {}, onZoom = () => {} } = {}) {
+  constructor(media, { onTap = () => {}, onZoom = () => {}, onSwipe = null } = {}) {
     this.media = media;
     this.onTap = onTap;
+    this.onSwipe = onSwipe;
     this.onZoom = onZoom;
     this.ink = h('canvas', { class: 'ink', 'aria-hidden': 'true' });
     this.content = h('div', { class: 'stage-content' }, media, this.ink);
@@ -116,6 +119,7 @@ export class Stage {
   down(e) {
     if (this.drawing) return;
     this.pointers.set(e.pointerId, { x: e.clientX, y: e.clientY, x0: e.clientX, y0: e.clientY, t0: performance.now() });
+    if (this.pointers.size > 1) this.pinched = true; // a pinch's last finger never counts as a swipe
     this.el.setPointerCapture?.(e.pointerId);
   }
 
@@ -151,7 +155,17 @@ export class Stage {
     const p = this.pointers.get(e.pointerId);
     if (!p) return;
     this.pointers.delete(e.pointerId);
-    const still = Math.hypot(e.clientX - p.x0, e.clientY - p.y0) < 8 && performance.now() - p.t0 < 400;
+    const pinched = this.pinched;
+    if (!this.pointers.size) this.pinched = false;
+    const dx = e.clientX - p.x0;
+    const dy = e.clientY - p.y0;
+    const quick = performance.now() - p.t0;
+    if (this.onSwipe && !pinched && !this.pointers.size && e.type !== 'pointercancel' && this.scale <= 1.001
+      && Math.abs(dx) >= SWIPE_PX && Math.abs(dx) > 2 * Math.abs(dy) && quick < SWIPE_MS) {
+      this.onSwipe(dx < 0 ? 1 : -1);
+      return;
+    }
+    const still = Math.hypot(dx, dy) < 8 && quick < 400;
     if (!still || this.pointers.size || e.type === 'pointercancel') return;
     const now = performance.now();
     if (now - this.lastTap < TAP_MS) {

@@ -5,6 +5,7 @@ import { api, url } from './api.js';
 import { download, h, replace } from './dom.js';
 import { dayKey, fmtBirth, fmtDay, fmtDuration, fmtTime, t } from './i18n.js';
 import { icon } from './icons.js';
+import { openHandout, openShareDialog } from './share-dialog.js';
 import { sexLabel } from './search.js';
 import { toast } from './widgets.js';
 
@@ -26,6 +27,7 @@ export class PatientView {
     this.selected = new Set();
     this.loaded = false;
     this.painted = new Promise((resolve) => { this.firstPaint = resolve; });
+    this.tagsReady = new Promise((resolve) => { this.tagsLoaded = resolve; }); // compare labels cells by tag
     this.timeline = h('div', { class: 'timeline', id: 'timeline', 'aria-busy': 'true' });
     this.count = h('span', { class: 'count', role: 'status' });
     this.selectionBar = h('div', { class: 'selection-bar', hidden: true, role: 'toolbar', 'aria-label': t('select.bar') });
@@ -88,12 +90,19 @@ export class PatientView {
         this.render();
       } }, t('select.all')),
       h('button', { class: 'btn primary', type: 'button', id: 'compare-button', disabled: n < 2 || n > 4,
-        title: t('select.compareHint'), onclick: () => this.onCompare(chosen()) }, icon('compare', { size: 20 }),
-      h('span', {}, t('select.compare'))),
+        title: t('select.compareHint'), 'aria-describedby': 'compare-hint', onclick: () => this.onCompare(chosen()) },
+      icon('compare', { size: 20 }), h('span', {}, t('select.compare'))),
+      // On screen, not only in a tooltip (there are none on a tablet): why Compare is not available yet.
+      h('span', { class: 'sel-hint', id: 'compare-hint', hidden: n >= 2 && n <= 4 }, t('select.compareHint')),
       h('button', { class: 'btn', type: 'button', id: 'download-button', disabled: n < 1, onclick: () => {
         download(url.zip(chosen().map((m) => m.id)));
         toast(t('select.downloading', { n }));
-      } }, icon('download', { size: 20 }), h('span', {}, t('select.download'))));
+      } }, icon('download', { size: 20 }), h('span', {}, t('select.download'))),
+      // Share with the patient and the printed handout (share-dialog.js)
+      h('button', { class: 'btn', type: 'button', id: 'share-button', disabled: n < 1,
+        onclick: () => openShareDialog(document.body, chosen()) }, h('span', {}, t('share.button'))),
+      h('button', { class: 'btn', type: 'button', id: 'handout-button', disabled: n < 1 || n > 4,
+        title: t('handout.hint'), onclick: () => openHandout(chosen()) }, h('span', {}, t('handout.button'))));
   }
 
   /** `early`: the first page and the tags, when already asked for (a deep link). */
@@ -127,6 +136,7 @@ export class PatientView {
     this.allTags = list.tags;
     this.paintToolbar();
     this.render();
+    this.tagsLoaded();
   }
 
   setTags(mediaId, tags) {

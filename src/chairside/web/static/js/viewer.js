@@ -19,8 +19,9 @@ import { iconButton, toast } from './widgets.js';
 export function mediaElement(item) {
   const label = `${t(item.kind === 'video' ? 'kind.video' : 'kind.photo')} ${fmtDateTime(item.captured_at)}`;
   if (item.kind === 'video') {
+    // The thumbnail (a frame that is not black) is shown until the video plays: not the clip's black first frame.
     return h('video', { class: 'media', preload: 'metadata', playsinline: true, src: url.content(item.id),
-      'aria-label': label, disablepictureinpicture: true });
+      poster: url.thumbnail(item.id), 'aria-label': label, disablepictureinpicture: true });
   }
   return h('img', { class: 'media', src: url.display(item.id), alt: label, draggable: 'false', decoding: 'async' });
 }
@@ -71,7 +72,12 @@ export class Viewer {
     const item = this.item;
     this.onIndex(item);
     const media = mediaElement(item);
-    this.stage = new Stage(media, { onTap: () => { if (this.group && !this.sketch) this.group.toggle(); },
+    this.stage = new Stage(media, {
+      onTap: () => {
+        if (this.sketch) return;
+        if (this.group) this.group.toggle(); else this.el.classList.toggle('bars-hidden');
+      },
+      onSwipe: (direction) => { if (!this.sketch) this.go(direction); },
       onZoom: (s) => { if (this.zoomLabel) this.zoomLabel.textContent = `${Math.round(s * 100)}%`; } });
     this.stage.showLayers = annotationsShown();
     this.editing = null;
@@ -90,6 +96,7 @@ export class Viewer {
       iconButton('fullscreen', t('viewer.fullscreen'), () => this.fullscreen()));
     const n = this.items.length;
     this.el.classList.toggle('is-video', item.kind === 'video');
+    this.el.classList.remove('playing');
     replace(this.el,
       h('header', { class: 'viewer-bar' },
         iconButton('close', t('viewer.close'), () => this.close(), { id: 'viewer-close' }),
@@ -122,6 +129,8 @@ export class Viewer {
     const sync = () => { this.stage.time = video.currentTime; this.stage.redraw(); };
     this.group.addEventListener('time', sync);
     this.group.addEventListener('firstframe', (e) => { this.el.dataset.firstFrameMs = e.detail.toFixed(1); });
+    const group = this.group; // a paused video's late 'state' event must not touch the next item's class
+    group.addEventListener('state', () => { if (this.group === group) this.el.classList.toggle('playing', group.playing); });
     this.stage.time = 0;
     this.controlsBar = controls(this.group, {
       markers: () => this.stage.layers.filter((l) => l.media_time_s !== null).map((l) => l.media_time_s),

@@ -5,11 +5,12 @@ import { h, replace } from './dom.js';
 import { icon } from './icons.js';
 import { fmtDay, getLang, setLang, t } from './i18n.js';
 
-export function langSwitch() {
+/** The language button; `onSwitched` runs after the switch (a sheet holding the button closes). */
+export function langSwitch({ onSwitched = () => {}, id = 'lang-switch' } = {}) {
   const other = getLang() === 'ja' ? 'en' : 'ja';
   return h('button', {
-    class: 'btn ghost lang-switch', type: 'button', lang: other, id: 'lang-switch',
-    'aria-label': t('lang.switchTo'), onclick: () => setLang(other),
+    class: 'btn ghost lang-switch', type: 'button', lang: other, id,
+    'aria-label': t('lang.switchTo'), onclick: () => { setLang(other); onSwitched(); },
   }, icon('globe', { size: 20 }), h('span', {}, other === 'en' ? 'English' : '日本語'));
 }
 
