@@ -41,8 +41,9 @@ def test_the_json_figures_match_the_shaped_rate_and_the_added_delay(cloud: Cloud
     assert result["stable"] and result["longest_dropout_s"] == 0
     assert result["verdict"] in ("ok", "not_ok") and isinstance(result["advice"], list) and result["advice"]
     # Its own traffic is bounded: four 3 s tests at the line's rate, plus what the proxy's socket buffers took
-    # in at the end of each upload test (a few MB: docs/netcheck.md), pings and headers.
-    assert result["traffic_bytes"] <= 4 * 3 * RATE / 8 * 1.1 + (8 << 20), result["traffic_bytes"]
+    # in at the end of each upload test (a few MB, more on a busy machine: 1.06–1.62× in docs/benchmarks.md),
+    # pings and headers. Twice the nominal is the bound: a check that did not stop would pass it within seconds.
+    assert result["traffic_bytes"] <= 2 * (4 * 3 * RATE / 8), result["traffic_bytes"]
     assert result["seconds"] < 60  # it stopped by itself
 
 

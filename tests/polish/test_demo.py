@@ -26,11 +26,11 @@ def test_the_demos_clips_are_20_to_60_seconds() -> None:
     assert {"術前", "術後"} <= {tag for *_, tags in demo.VIDEOS for tag in tags}
 
 
+# On SQLite only: making media is the slow part, and the services it calls are tested on both databases.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_demo_seed_puts_patients_with_media_first_with_tags_drawings_and_the_quota_banner(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if ctx.db.engine.dialect.name != "sqlite":
-        pytest.skip("making media is the slow part; the services it calls are tested on both databases")
     monkeypatch.setattr(demo, "VIDEOS", [(pi, 1, tags) for pi, _, tags in demo.VIDEOS])
     creds = demo.seed(ctx, Console(quiet=True))
     contract_id = uuid.UUID(str(creds["contract_id"]))

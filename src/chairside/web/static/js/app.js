@@ -6,6 +6,7 @@ import { h, replace } from './dom.js';
 import { applyLang, onLangChange, t, warmFormats } from './i18n.js';
 import { icon } from './icons.js';
 import { Compare } from './compare.js';
+import { openPatientForm } from './patient-form.js';
 import { SearchPane } from './search.js';
 import { messageFor, renderSignIn, renderTakenOver, startHeartbeat, stopHeartbeat } from './session.js';
 import { FIRST_PAGE, PatientView } from './timeline.js';
@@ -96,7 +97,8 @@ function accountSheet() {
 
 function renderShell() {
   state.search = new SearchPane({ accountId: state.me.account_id, clinicName,
-    onOpen: (p) => navigate(`/p/${p.id}`) });
+    onOpen: (p) => navigate(`/p/${p.id}`),
+    onNew: () => openPatientForm(document.body, { clinics: state.clinics, onSaved: (p) => navigate(`/p/${p.id}`) }) });
   state.banner = h('div', { class: 'banner', id: 'quota-banner', hidden: true });
   state.main = h('main', { class: 'pane-patient', id: 'main', tabindex: '-1' });
   state.shell = h('div', { class: 'app route-home', id: 'shell' },
@@ -139,6 +141,11 @@ async function openPatient(patientId) {
     patient, clinics: state.clinics, uploader: state.uploader,
     onOpen: (items, index) => navigate(`/p/${patientId}?m=${items[index].id}`, { overlay: true }),
     onCompare: (items) => navigate(`/p/${patientId}?compare=${items.map((m) => m.id).join(',')}`, { overlay: true }),
+    onPatientChanged: (p) => {
+      document.getElementById('topbar-title').textContent = p.name;
+      state.uploader.setPatient(p);
+      state.search.refresh();
+    },
   });
   state.view = view;
   state.lastPatient = patientId;

@@ -11,7 +11,7 @@ const RECENT_MAX = 12;
 export function sexLabel(sex) { return sex === 'male' || sex === 'female' || sex === 'other' ? t(`sex.${sex}`) : ''; }
 
 export class SearchPane {
-  constructor({ accountId, clinicName, onOpen }) {
+  constructor({ accountId, clinicName, onOpen, onNew = null }) {
     this.recentKey = `chairside.recent.${accountId}`;
     this.clinicName = clinicName;
     this.onOpen = onOpen;
@@ -38,7 +38,10 @@ export class SearchPane {
       if (e.key === 'ArrowDown' && i >= 0) { e.preventDefault(); links[Math.min(links.length - 1, i + 1)].focus(); }
       if (e.key === 'ArrowUp' && i >= 0) { e.preventDefault(); (i === 0 ? this.input : links[i - 1]).focus(); }
     });
-    this.el = h('div', { class: 'search-pane' }, form, this.heading, this.status, this.list);
+    // Register a patient (patient-form.js, opened by the app)
+    const add = onNew ? h('button', { class: 'btn wide new-patient', type: 'button', id: 'patient-new', onclick: () => onNew() },
+      icon('user', { size: 20 }), h('span', {}, t('patientForm.new'))) : null;
+    this.el = h('div', { class: 'search-pane' }, form, add, this.heading, this.status, this.list);
   }
 
   focus() { this.input.focus(); }

@@ -5,20 +5,24 @@ import { api, url } from './api.js';
 import { download, h, replace } from './dom.js';
 import { dayKey, fmtBirth, fmtDay, fmtDuration, fmtTime, t } from './i18n.js';
 import { icon } from './icons.js';
+import { openMoveDialog } from './move-dialog.js';
+import { openPatientForm } from './patient-form.js';
 import { openHandout, openShareDialog } from './share-dialog.js';
 import { sexLabel } from './search.js';
+import { confirmTrash, openTrashView } from './trash-view.js';
 import { toast } from './widgets.js';
 
 export const FIRST_PAGE = 60;
 const NEXT_PAGE = 500;
 
 export class PatientView {
-  constructor({ patient, clinics, uploader, onOpen, onCompare }) {
+  constructor({ patient, clinics, uploader, onOpen, onCompare, onPatientChanged = () => {} }) {
     this.patient = patient;
     this.clinics = clinics;
     this.uploader = uploader;
     this.onOpen = onOpen;
     this.onCompare = onCompare;
+    this.onPatientChanged = onPatientChanged;
     this.items = [];
     this.tags = new Map();
     this.allTags = [];
@@ -32,8 +36,9 @@ export class PatientView {
     this.count = h('span', { class: 'count', role: 'status' });
     this.selectionBar = h('div', { class: 'selection-bar', hidden: true, role: 'toolbar', 'aria-label': t('select.bar') });
     this.toolbar = h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': t('filter.bar') });
+    this.head = this.header();
     this.el = h('section', { class: 'patient-view', 'aria-labelledby': 'patient-name' },
-      this.header(), this.toolbar, this.selectionBar, this.timeline);
+      this.head, this.toolbar, this.selectionBar, this.timeline);
     uploader.acceptDrops(this.el);
     this.paintToolbar();
   }
@@ -42,7 +47,17 @@ export class PatientView {
     const p = this.patient;
     const clinic = this.clinics.find((c) => c.id === p.clinic_id);
     return h('header', { class: 'patient-head' },
-      h('h1', { id: 'patient-name' }, h('span', { class: 'name' }, p.name), h('span', { class: 'kana' }, p.name_kana)),
+      h('div', { class: 'patient-title' },
+        h('h1', { id: 'patient-name' }, h('span', { class: 'name' }, p.name), h('span', { class: 'kana' }, p.name_kana)),
+        // Correct the patient's details (patient-form.js; audited by the server)
+        h('button', { class: 'btn small', type: 'button', id: 'patient-edit', onclick: () => openPatientForm(document.body, {
+          patient: this.patient, onSaved: (saved) => {
+            this.patient = saved;
+            const head = this.header();
+            this.head.replaceWith(head);
+            this.head = head;
+            this.onPatientChanged(saved);
+          } }) }, icon('pen', { size: 18 }), h('span', {}, t('patientForm.edit')))),
       h('p', { class: 'meta' }, [`${t('patient.chart')} ${p.chart_no}`, clinic?.name, fmtBirth(p.birth_date), sexLabel(p.sex)]
         .filter(Boolean).join(' · ')));
   }
@@ -66,6 +81,10 @@ export class PatientView {
       h('button', { class: 'btn', type: 'button', id: 'select-toggle', 'aria-pressed': String(this.selecting),
         onclick: () => this.setSelecting(!this.selecting) }, icon('select', { size: 20 }),
       h('span', {}, this.selecting ? t('select.done') : t('select.start'))),
+      // The patient's trash (trash-view.js)
+      h('button', { class: 'btn', type: 'button', id: 'trash-open', 'aria-label': t('trash.open'), title: t('trash.open'), onclick: () => openTrashView(document.body, {
+        patient: this.patient, onRestored: (id) => this.addItem(id).catch(() => {}) }) },
+      icon('trash', { size: 20 }), h('span', {}, t('trash.open'))),
       h('button', { class: 'btn primary', type: 'button', id: 'import-button', onclick: () => this.uploader.show() },
         icon('upload', { size: 20 }), h('span', {}, t('import.button'))));
   }
@@ -100,9 +119,30 @@ export class PatientView {
       } }, icon('download', { size: 20 }), h('span', {}, t('select.download'))),
       // Share with the patient and the printed handout (share-dialog.js)
       h('button', { class: 'btn', type: 'button', id: 'share-button', disabled: n < 1,
-        onclick: () => openShareDialog(document.body, chosen()) }, h('span', {}, t('share.button'))),
+        'aria-label': t('share.button'), onclick: () => openShareDialog(document.body, chosen()) },
+      icon('share', { size: 20 }), h('span', {}, t('share.button'))),
       h('button', { class: 'btn', type: 'button', id: 'handout-button', disabled: n < 1 || n > 4,
-        title: t('handout.hint'), onclick: () => openHandout(chosen()) }, h('span', {}, t('handout.button'))));
+        title: t('handout.hint'), 'aria-label': t('handout.button'), onclick: () => openHandout(chosen()) },
+      icon('print', { size: 20 }), h('span', {}, t('handout.button'))),
+      // Mistakes: move to another patient (move-dialog.js), to the trash (trash-view.js)
+      h('button', { class: 'btn', type: 'button', id: 'move-button', disabled: n < 1, 'aria-label': t('move.button'),
+        title: t('move.button'),
+        onclick: () => openMoveDialog(document.body, { patient: this.patient, items: chosen(),
+          onMoved: (ids) => this.removeItems(ids) }) }, icon('next', { size: 20 }), h('span', {}, t('move.button'))),
+      h('button', { class: 'btn', type: 'button', id: 'delete-button', disabled: n < 1, 'aria-label': t('trash.button'),
+        title: t('trash.button'),
+        onclick: () => confirmTrash(document.body, { items: chosen(), onTrashed: (ids) => this.removeItems(ids) }) },
+      icon('trash', { size: 20 }), h('span', {}, t('trash.button'))));
+  }
+
+  /** Items that left this timeline (moved to another patient, or to the trash). */
+  removeItems(ids) {
+    const gone = new Set(ids);
+    this.items = this.items.filter((m) => !gone.has(m.id));
+    for (const id of ids) { this.selected.delete(id); this.tags.delete(id); }
+    this.paintToolbar();
+    this.paintSelection();
+    this.render();
   }
 
   /** `early`: the first page and the tags, when already asked for (a deep link). */
