@@ -7,6 +7,7 @@ finished blob is a server-side copy. The main path runs on SQLite and on Postgre
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import uuid
@@ -25,9 +26,13 @@ from tests.conftest import LiveServer
 from tests.factories import Tenant, make_patient, make_relay_token, make_tenant
 from tests.s3.helpers import blob_url, fresh_bucket, padded_clip, staged_objects, unfinished_multipart
 from tests.seaweed import SeaweedS3, seaweed_s3  # noqa: F401  (the fixture)
-from tests.uploads.helpers import create, head, patch, raw_patch_then_cut
+from tests.uploads.helpers import TIMEOUT_S, create, head, patch, raw_patch_then_cut
 
 AUTH = "Authorization"
+# Requests to a server storing into SeaweedFS on a busy machine may take longer than httpx's 5 s default.
+_get = functools.partial(httpx.get, timeout=TIMEOUT_S)
+_post = functools.partial(httpx.post, timeout=TIMEOUT_S)
+_patch = functools.partial(httpx.patch, timeout=TIMEOUT_S)
 # The S3 side of these does not depend on the database: SQLite only, to keep the suite's time (the main path
 # above runs on both).
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -75,7 +80,7 @@ def test_a_tus_upload_streams_to_the_bucket_and_serves_ranges_and_exports(
         # A damaged PATCH keeps nothing, a cut one keeps what arrived.
         good = patch(url, tenant.token, cut, data[cut:cut + 100], checksum="sha1")
         assert good.status_code == 204
-        damaged = httpx.patch(url, content=data[cut + 100:cut + 200], headers={
+        damaged = _patch(url, content=data[cut + 100:cut + 200], headers={
             AUTH: f"Bearer {tenant.token}", "Tus-Resumable": "1.0.0", "Upload-Offset": str(cut + 100),
             "Content-Type": "application/offset+octet-stream", "Upload-Checksum": "sha1 AAAAAAAAAAAAAAAAAAAAAAAAAAA="})
         assert damaged.status_code == 460
@@ -89,7 +94,7 @@ def test_a_tus_upload_streams_to_the_bucket_and_serves_ranges_and_exports(
         # Nothing of the upload is left: no local file, no staged object, no unfinished multipart upload.
         assert _local_bytes(ctx) == 0
         assert staged_objects(seaweed_s3, bucket) == [] and unfinished_multipart(seaweed_s3, bucket) == []
-        items = httpx.get(f"{server.url}/api/v1/patients/{patient.id}/media",
+        items = _get(f"{server.url}/api/v1/patients/{patient.id}/media",
                           headers={AUTH: f"Bearer {tenant.token}"}).json()["items"]
         assert [(i["filename"], i["sha256"]) for i in items] == [("big.mp4", sha)]
         media_id = items[0]["id"]
@@ -97,18 +102,18 @@ def test_a_tus_upload_streams_to_the_bucket_and_serves_ranges_and_exports(
         assert stored["ContentLength"] == len(data) and stored["Metadata"]["sha256"] == sha
         # Range and ETag as from a filesystem store.
         content = f"{server.url}/api/v1/media/{media_id}/content"
-        part = httpx.get(content, headers={AUTH: f"Bearer {tenant.token}", "Range": "bytes=6000000-6000099"})
+        part = _get(content, headers={AUTH: f"Bearer {tenant.token}", "Range": "bytes=6000000-6000099"})
         assert part.status_code == 206 and part.content == data[6000000:6000100]
         assert part.headers["content-range"] == f"bytes 6000000-6000099/{len(data)}"
         etag = part.headers["etag"]
         assert sha in etag
-        assert httpx.get(content, headers={AUTH: f"Bearer {tenant.token}", "If-None-Match": etag}).status_code == 304
-        tail = httpx.get(content, headers={AUTH: f"Bearer {tenant.token}", "Range": "bytes=-10"})
+        assert _get(content, headers={AUTH: f"Bearer {tenant.token}", "If-None-Match": etag}).status_code == 304
+        tail = _get(content, headers={AUTH: f"Bearer {tenant.token}", "Range": "bytes=-10"})
         assert tail.status_code == 206 and tail.content == data[-10:]
-        assert httpx.get(content, headers={AUTH: f"Bearer {tenant.token}",
+        assert _get(content, headers={AUTH: f"Bearer {tenant.token}",
                                            "Range": f"bytes={len(data)}-"}).status_code == 416
         # The zip export streams the blob out of the bucket.
-        z = httpx.post(f"{server.url}/api/v1/exports/zip", headers={AUTH: f"Bearer {tenant.token}"},
+        z = _post(f"{server.url}/api/v1/exports/zip", headers={AUTH: f"Bearer {tenant.token}"},
                        json={"media_ids": [media_id]})
         assert z.status_code == 200
         names = zipfile.ZipFile(io.BytesIO(z.content)).namelist()
@@ -118,7 +123,7 @@ def test_a_tus_upload_streams_to_the_bucket_and_serves_ranges_and_exports(
         again = create(server.url, tenant.token, len(data), str(patient.id), media_id=media_id, filename="big.mp4")
         assert again.status_code == 201
         assert patch(server.url + again.headers["Location"], tenant.token, 0, data).status_code == 204
-        assert len(httpx.get(f"{server.url}/api/v1/patients/{patient.id}/media",
+        assert len(_get(f"{server.url}/api/v1/patients/{patient.id}/media",
                              headers={AUTH: f"Bearer {tenant.token}"}).json()["items"]) == 1
         assert staged_objects(seaweed_s3, bucket) == [] and unfinished_multipart(seaweed_s3, bucket) == []
 
@@ -140,12 +145,12 @@ def test_a_relay_forwards_a_photo_and_reads_it_back_from_the_bucket(
         assert patch(url, relay, 0, data[:1000]).status_code == 204
         assert unfinished_multipart(seaweed_s3, bucket) == []
         assert patch(url, relay, 1000, data[1000:]).status_code == 204
-        items = httpx.get(f"{server.url}/api/v1/patients/{patient.id}/media",
+        items = _get(f"{server.url}/api/v1/patients/{patient.id}/media",
                           headers={AUTH: f"Bearer {tenant.token}"}).json()["items"]
         assert len(items) == 1 and items[0]["sha256"] == hashlib.sha256(data).hexdigest()
-        got = httpx.get(f"{server.url}/api/v1/media/{items[0]['id']}/content", headers={AUTH: f"Bearer {relay}"})
+        got = _get(f"{server.url}/api/v1/media/{items[0]['id']}/content", headers={AUTH: f"Bearer {relay}"})
         assert got.status_code == 200 and got.content == data
-        thumb = httpx.get(f"{server.url}/api/v1/media/{items[0]['id']}/thumbnail", headers={AUTH: f"Bearer {relay}"})
+        thumb = _get(f"{server.url}/api/v1/media/{items[0]['id']}/thumbnail", headers={AUTH: f"Bearer {relay}"})
         assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"
         assert staged_objects(seaweed_s3, bucket) == []
 

@@ -13,6 +13,9 @@ from urllib.parse import urlsplit
 import httpx
 
 TUS = {"Tus-Resumable": "1.0.0"}
+# A PATCH that stores into a real object store on a busy machine can take longer than httpx's 5 s default;
+# a request that truly hangs still ends at pytest-timeout.
+TIMEOUT_S = 60.0
 
 
 def meta(**values: str) -> str:
@@ -24,7 +27,7 @@ def create(base: str, token: str, length: int, patient_id: str, media_id: str | 
     headers = {**TUS, "Authorization": f"Bearer {token}", "Upload-Length": str(length),
                "Upload-Metadata": meta(patient_id=patient_id, media_id=media_id or str(uuid.uuid4()),
                                        filename=filename, **extra)}
-    return httpx.post(f"{base}/api/v1/uploads/", headers=headers)
+    return httpx.post(f"{base}/api/v1/uploads/", headers=headers, timeout=TIMEOUT_S)
 
 
 def patch(url: str, token: str, offset: int, data: bytes, checksum: str | None = None) -> httpx.Response:
@@ -33,11 +36,11 @@ def patch(url: str, token: str, offset: int, data: bytes, checksum: str | None =
     if checksum:
         algo = checksum
         headers["Upload-Checksum"] = f"{algo} " + base64.b64encode(hashlib.new(algo, data).digest()).decode()
-    return httpx.patch(url, headers=headers, content=data)
+    return httpx.patch(url, headers=headers, content=data, timeout=TIMEOUT_S)
 
 
 def head(url: str, token: str) -> httpx.Response:
-    return httpx.head(url, headers={**TUS, "Authorization": f"Bearer {token}"})
+    return httpx.head(url, headers={**TUS, "Authorization": f"Bearer {token}"}, timeout=TIMEOUT_S)
 
 
 def offset(url: str, token: str) -> int:
