@@ -45,7 +45,7 @@ from chairside.errors import Problem
 from chairside.media.ingest import IngestRequest, ingest
 from chairside.tenancy import visibility
 from chairside.uploads import clusterlock, tus
-from chairside.uploads.tus import bad, tus_headers
+from chairside.uploads.tus import bad, checksum_mismatch, tus_headers
 
 if TYPE_CHECKING:
     from chairside.blobs.s3parts import S3Parts
@@ -248,9 +248,7 @@ async def _write_body(
         if chunk_hasher is not None and checksum is not None and (
             disconnected or chunk_hasher.digest() != checksum.digest
         ):
-            raise Problem(460, "The data arrived damaged (its checksum does not match). Nothing "
-                          "was kept from this request; send it again.", code="checksum-mismatch",
-                          headers=tus_headers(upload, **({"Connection": "close"} if idle else {})))
+            raise checksum_mismatch(upload, idle)
         new_tail_key = state.tail_key
         if pos != start:
             new_tail_key = (await anyio.to_thread.run_sync(parts_store.put_tail, upload.id, pos, buf)) if buf else None

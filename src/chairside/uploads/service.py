@@ -38,7 +38,7 @@ from chairside.quota import usage
 from chairside.tenancy import visibility
 from chairside.uploads import clusterlock, s3stream, tus
 from chairside.uploads.metadata import clean_filename, metadata_uuid, parse_captured_at
-from chairside.uploads.tus import bad, tus_headers
+from chairside.uploads.tus import bad, checksum_mismatch, tus_headers
 
 BATCH = 1 << 20  # bytes gathered before each write+hash in a worker thread
 
@@ -221,9 +221,7 @@ async def _write_body(
         if chunk_hasher is not None and checksum is not None and (
             disconnected or chunk_hasher.digest() != checksum.digest
         ):
-                raise Problem(460, "The data arrived damaged (its checksum does not match). Nothing "
-                              "was kept from this request; send it again.", code="checksum-mismatch",
-                              headers=tus_headers(upload, **({"Connection": "close"} if idle else {})))
+            raise checksum_mismatch(upload, idle)
         await anyio.to_thread.run_sync(os.fdatasync, fd)
     except BaseException:
         # Keep the file and the running hash exactly at the last offset we answered for.

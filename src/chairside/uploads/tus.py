@@ -112,6 +112,13 @@ def tus_headers(upload: Upload | None = None, **extra: str) -> dict[str, str]:
     return headers
 
 
+def checksum_mismatch(upload: Upload, idle: bool) -> Problem:
+    """460: the request's bytes do not match its `Upload-Checksum`; nothing of it was kept."""
+    return Problem(460, "The data arrived damaged (its checksum does not match). Nothing "
+                   "was kept from this request; send it again.", code="checksum-mismatch",
+                   headers=tus_headers(upload, **({"Connection": "close"} if idle else {})))
+
+
 def bad(detail: str, code: str = "bad-upload", status: int = 400) -> Problem:
     """A refused request, with the protocol's headers (tus clients read Tus-Resumable on errors too)."""
     return Problem(status, detail, code=code, headers=base_headers())
