@@ -312,7 +312,7 @@ async def fetch_page(ctx: Context, client: httpx.AsyncClient, after: int, *, lim
     try:
         r = await client.get("/api/v1/feed", params={"after": after, "limit": limit, "wait": round(wait)})
     except httpx.TransportError as e:
-        up.failed(f"feed: {e!r}")
+        up.unreachable(e)
         raise
     up.contact()
     if r.status_code != 200:

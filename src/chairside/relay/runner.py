@@ -89,7 +89,7 @@ async def heartbeat(ctx: Context) -> None:
                 await client.get("/api/v1/health")
                 up.contact()
             except httpx.HTTPError as e:
-                up.failed(f"cannot reach the cloud ({type(e).__name__}{': ' + str(e) if str(e) else ''})")
+                up.unreachable(e)
         await asyncio.sleep(every)
 
 

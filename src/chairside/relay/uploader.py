@@ -160,9 +160,7 @@ class Uploader:
             self._transport_failed.pop(op.id, None)
 
     async def _unreachable(self, op: Op, e: httpx.TransportError, *, progressed: bool) -> None:
-        why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        self.up.failed(f"cannot reach the cloud ({why})")
-        await self._retry_later(op, f"cannot reach the cloud ({why})", transport=True, progressed=progressed)
+        await self._retry_later(op, self.up.unreachable(e), transport=True, progressed=progressed)
 
     async def _retry_later(self, op: Op, why: str, *, transport: bool, progressed: bool) -> None:
         attempts = 1 if progressed else op.attempts + 1

@@ -63,6 +63,13 @@ class Upstream:
         """The cloud could not be reached (connection refused, cut, timeout)."""
         self.last_error = why[:300]
 
+    def unreachable(self, e: BaseException) -> str:
+        """The one wording of a transport failure, whichever task met it (feed, uploader, heartbeat):
+        recorded as `last_error` and returned for the caller's own record."""
+        why = f"cannot reach the cloud ({type(e).__name__}{': ' + str(e) if str(e) else ''})"
+        self.failed(why)
+        return why
+
     @property
     def online(self) -> bool:
         return self.last_contact > 0 and time.time() - self.last_contact < self.offline_after_s
