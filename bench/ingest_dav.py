@@ -31,8 +31,9 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import WORK, GiB, MiB, Server, Service, fmt_runs, free_port, header, long_video, median, seed, workdir
 from tusclient import client as tus_client
+
+from _common import WORK, GiB, MiB, Server, Service, fmt_runs, free_port, header, long_video, median, seed, workdir
 
 TARGET = 0.8
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -132,7 +133,7 @@ def tuspy_upload(url: str, token: str, patient_id: object, src: Path, chunk: int
         uploader.upload()
 
 
-def timed_tus(server: Server, token: str, patient_id: object, src: Path, chunk: int) -> tuple[float, float, float]:
+def timed_tus(server: Service, token: str, patient_id: object, src: Path, chunk: int) -> tuple[float, float, float]:
     os.sync()
     cpu0, me0 = server.cpu_seconds(), time.process_time()
     t0 = time.perf_counter()
@@ -146,7 +147,8 @@ def profile(server: Server, token: str, patient_id: object, src: Path, chunk: in
     if not Path(spy).exists():
         print("   (py-spy is not installed: `.venv/bin/pip install py-spy` for --profile)")
         return
-    proc = subprocess.Popen([spy, "record", "--pid", str(server.pid), "--format", "raw", "--rate", "200", "--output", str(out), "--nonblocking"],
+    proc = subprocess.Popen([spy, "record", "--pid", str(server.pid), "--format", "raw", "--rate", "200",
+                             "--output", str(out), "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     tuspy_upload(server.url, token, patient_id, src, chunk)
@@ -189,32 +191,33 @@ def main() -> None:
         seeded = seed(wd / "data")
         server = stack.enter_context(Server(seeded.data_dir))
         nginx = stack.enter_context(DavNginx(wd / "nginx"))
+        if args.granian and not (Path(sys.executable).parent / "granian").exists():
+            raise SystemExit("--granian needs granian: .venv/bin/pip install granian")
         granian = stack.enter_context(GranianServer(seeded.data_dir)) if args.granian else None
-        if True:
-            timed_tus(server, seeded.token, seeded.patient_id, src, chunk)  # warm-up
-            timed_dav(nginx, src)
+        timed_tus(server, seeded.token, seeded.patient_id, src, chunk)  # warm-up
+        timed_dav(nginx, src)
+        if granian is not None:
+            timed_tus(granian, seeded.token, seeded.patient_id, src, chunk)
+        for run in range(1, args.runs + 1):
+            t_ours, s_cpu, c_cpu = timed_tus(server, seeded.token, seeded.patient_id, src, chunk)
+            t_dav, n_cpu, curl_cpu = timed_dav(nginx, src)
+            ours.append(src.stat().st_size / MiB / t_ours)
+            theirs.append(src.stat().st_size / MiB / t_dav)
+            cpu["server"].append(s_cpu / gib)
+            cpu["tuspy"].append(c_cpu / gib)
+            cpu["nginx"].append(n_cpu / gib)
+            cpu["curl"].append(curl_cpu / gib)
+            print(f"   run {run}: tuspy→chairside {ours[-1]:6.0f} MiB/s (server {s_cpu / gib:.2f} CPU s/GiB, "
+                  f"client {c_cpu / gib:.2f}) · curl→nginx DAV {theirs[-1]:6.0f} MiB/s (nginx "
+                  f"{n_cpu / gib:.2f} CPU s/GiB, curl {curl_cpu / gib:.2f}) · load {os.getloadavg()[0]:.1f}")
             if granian is not None:
-                timed_tus(granian, seeded.token, seeded.patient_id, src, chunk)
-            for run in range(1, args.runs + 1):
-                t_ours, s_cpu, c_cpu = timed_tus(server, seeded.token, seeded.patient_id, src, chunk)
-                t_dav, n_cpu, curl_cpu = timed_dav(nginx, src)
-                ours.append(src.stat().st_size / MiB / t_ours)
-                theirs.append(src.stat().st_size / MiB / t_dav)
-                cpu["server"].append(s_cpu / gib)
-                cpu["tuspy"].append(c_cpu / gib)
-                cpu["nginx"].append(n_cpu / gib)
-                cpu["curl"].append(curl_cpu / gib)
-                print(f"   run {run}: tuspy→chairside {ours[-1]:6.0f} MiB/s (server {s_cpu / gib:.2f} CPU s/GiB, "
-                      f"client {c_cpu / gib:.2f}) · curl→nginx DAV {theirs[-1]:6.0f} MiB/s (nginx "
-                      f"{n_cpu / gib:.2f} CPU s/GiB, curl {curl_cpu / gib:.2f}) · load {os.getloadavg()[0]:.1f}")
-                if granian is not None:
-                    t_gr, g_cpu, _ = timed_tus(granian, seeded.token, seeded.patient_id, src, chunk)
-                    on_granian.append(src.stat().st_size / MiB / t_gr)
-                    cpu["granian"].append(g_cpu / gib)
-                    print(f"          tuspy→chairside on granian {on_granian[-1]:6.0f} MiB/s "
-                          f"(server {g_cpu / gib:.2f} CPU s/GiB)")
-            if args.profile:
-                profile(server, seeded.token, seeded.patient_id, src, chunk, wd / "profile.txt")
+                t_gr, g_cpu, _ = timed_tus(granian, seeded.token, seeded.patient_id, src, chunk)
+                on_granian.append(src.stat().st_size / MiB / t_gr)
+                cpu["granian"].append(g_cpu / gib)
+                print(f"          tuspy→chairside on granian {on_granian[-1]:6.0f} MiB/s "
+                      f"(server {g_cpu / gib:.2f} CPU s/GiB)")
+        if args.profile:
+            profile(server, seeded.token, seeded.patient_id, src, chunk, wd / "profile.txt")
     ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
     print(f"tuspy → chairside : {median(ours):6.0f} MiB/s (median of {fmt_runs(ours)}); server "
           f"{median(cpu['server']):.2f} CPU s/GiB, client {median(cpu['tuspy']):.2f}")
