@@ -18,6 +18,7 @@ from chairside.api import (
     annotations,
     audit,
     clinics,
+    dentistry,
     display,
     exports,
     feed,
@@ -26,6 +27,7 @@ from chairside.api import (
     hsts,
     limits,
     media,
+    merges,
     metrics,
     netcheck,
     notices,
@@ -34,6 +36,7 @@ from chairside.api import (
     plans,
     problems,
     quota,
+    relay_key,
     relay_ops,
     relay_status,
     sessions,
@@ -42,6 +45,7 @@ from chairside.api import (
     uploads,
 )
 from chairside.api import mirror as mirror_api
+from chairside.auth.accounts import prepare_sign_in
 from chairside.context import Context
 from chairside.errors import Problem
 from chairside.mirror import fencing, litestream
@@ -51,12 +55,12 @@ from chairside.uploads.sweep import sweeper
 from chairside.web import routes as web
 
 # What a clinic's stations use, served by a relay; the rest stays at the cloud (docs/relay.md).
-STATION_API = (health, patients, media, uploads, quota, notices, relay_status)
+STATION_API = (health, patients, media, uploads, quota, notices, relay_status, relay_key)
 FULL_API = (health, sessions, accounts, patients, media, uploads, audit, quota, notices, plans, feed, relay_ops,
             relay_status, clinics, display, annotations, tags, exports, netcheck, metrics, mirror_api,
-            share_links, handouts)
+            share_links, handouts, merges, relay_key, dentistry)
 # What the viewer needs beside the stations' routes, when the role serves it on the LAN (relay/viewer.py).
-RELAY_VIEWER_API = (sessions, clinics, display, annotations, tags, exports)
+RELAY_VIEWER_API = (sessions, clinics, display, annotations, tags, exports, dentistry)
 STANDBY_API = (health,)  # a mirror site until promoted (docs/disaster-recovery.md)
 
 
@@ -79,6 +83,8 @@ def _background(ctx: Context) -> list[Callable[[], Coroutine[Any, Any, None]]]:
 def create_app(ctx: Context) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if ctx.role.api == "full" or ctx.role.serves_viewer:
+            await asyncio.to_thread(prepare_sign_in)  # sign-in's timing equaliser, once per process
         tasks = [asyncio.create_task(make()) for make in _background(ctx)]
         try:
             yield

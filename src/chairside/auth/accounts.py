@@ -6,6 +6,7 @@ hashes; session, station and enrollment secrets are random and stored only as SH
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -35,11 +36,24 @@ from chairside.feed import changes
 
 log = logging.getLogger(__name__)
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile defaults
-_DUMMY_HASH = _hasher.hash("chairside-timing-equaliser")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the account is unknown, so both answers take the same time. Made at
+    first need, not at import: argon2 costs about a second, which every CLI command paid at start."""
+    return _hasher.hash("chairside-timing-equaliser")
+
+
+def prepare_sign_in() -> None:
+    """Make the timing equaliser now (a server calls this as it builds its app), so that even the first
+    sign-in with an unknown name takes as long as one with a known name."""
+    _dummy_hash()
+
+
 # Each argon2 hash takes 64 MiB for its moment: a burst of sign-ins (a clinic opening) would add 64 MiB per
 # worker thread at once (bench/load.py saw 850 MB); two at a time per process keeps memory flat.
 _HASHING = threading.BoundedSemaphore(2)
-
 
 
 def csrf_for(session_token: str) -> str:
@@ -55,7 +69,7 @@ def hash_password(password: str) -> str:
 def check_password(stored_hash: str | None, password: str) -> bool:
     try:
         with _HASHING:
-            return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+            return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
@@ -169,7 +183,7 @@ def sign_in(
     login_key = "login:" + fold(login)[:150]
     addr_key = "addr:" + address
     throttled: Problem | None = None
-    with ctx.db.session() as s:
+    with ctx.db.read() as s:  # only reads: no write lock held (nor waited for) before the password check
         account = s.scalar(select(Account).where(Account.login == login.strip()))
         try:
             _check_throttle(s, [login_key, addr_key], now)
@@ -221,6 +235,15 @@ def ended_message(session: DeviceSession) -> Problem:
                        f"{session.ended_at.isoformat(timespec='minutes') if session.ended_at else ''}, so this device "
                        "was signed out. Sign in again to continue here.", code="signed-in-elsewhere",
                        headers={"WWW-Authenticate": "Bearer"}, device_name=session.ended_by_device)
+    if session.end_reason == "admin":
+        return Problem(401, "The clinic's administrator signed this device out. Sign in again to continue.",
+                       code="signed-out-by-admin", headers={"WWW-Authenticate": "Bearer"})
+    if session.end_reason == "password-reset":
+        return Problem(401, "The administrator set a new password for this account. Sign in with the new password.",
+                       code="password-reset", headers={"WWW-Authenticate": "Bearer"})
+    if session.end_reason == "disabled":
+        return Problem(401, "This account has been disabled. Ask the clinic's administrator.",
+                       code="account-disabled", headers={"WWW-Authenticate": "Bearer"})
     if session.end_reason == "idle":
         return Problem(401, "You were signed out after a period without activity. Sign in again.",
                        code="session-idle", headers={"WWW-Authenticate": "Bearer"})
