@@ -263,7 +263,7 @@ def test_stations_sign_in_at_the_relay_while_the_wan_is_down(cloud: Cloud, tmp_p
             # The follower keeps trying, reports the failure, and does not crash.
             with BackgroundFollower(rctx):
                 wait_for(lambda: follower.status(rctx)["last_error"], "the follower to report the WAN down")
-            assert "feed" in str(runtime_of(rctx).upstream.last_error)
+            assert "cannot reach the cloud" in str(runtime_of(rctx).upstream.last_error)
     finally:
         rctx.db.dispose()
 
