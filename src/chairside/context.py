@@ -16,7 +16,8 @@ from chairside.clock import ProcessClock
 from chairside.db import migrate
 from chairside.db.engine import Database
 from chairside.keys.keyring import Keyring
-from chairside.keys.setup import encrypted_store, open_keyring
+from chairside.keys.master import KeyWrapper
+from chairside.keys.setup import encrypted_store, load_master_key, open_database, open_keyring
 from chairside.readcache import ReadCache
 from chairside.roles import CLOUD, Role, role_named
 from chairside.settings import Settings
@@ -48,15 +49,18 @@ class Context:
         self.clock = ProcessClock(self.db, self.role.clock_node)
 
 
-def build_context(settings: Settings, role: str = "cloud", *, upgrade: bool = True) -> Context:
+def build_context(settings: Settings, role: str = "cloud", *, upgrade: bool = True,
+                  master: KeyWrapper | None = None) -> Context:
     """Open the data folder's database (migrated to the newest schema unless `upgrade=False`) and blob store."""
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     settings.data_dir.chmod(0o700)  # the data folder is this user's alone (docs/security.md)
-    db = Database(settings.database_url)
+    # ``master``: a key obtained otherwise than from a file (the relay's, released at boot: keys/release.py).
+    master = master if master is not None else load_master_key(settings)
+    db = open_database(settings, master)  # encrypted SQLite: its key, or a clear refusal (keys/database.py)
     if upgrade:
         migrate.upgrade(db.engine)
     try:
-        keys = open_keyring(settings, db)  # a wrong or missing master key stops here, before any write
+        keys = open_keyring(settings, db, master)  # a wrong or missing master key stops here, before any write
     except BaseException:
         db.dispose()
         raise

@@ -139,6 +139,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("relay_feed_wait_s", 25.0, "Relay: how long each long poll of the cloud's changes feed waits.", float),
     Setting("relay_offline_after_s", 60.0, "Relay: no contact with the cloud for this long shows it as offline.",
             float),
+    Setting("relay_key_file", None, "Relay: its master key sealed by the release key the cloud keeps (`chairside "
+            "relay seal-key`); default DATA_DIR/relay-key.sealed. When it exists the key is released at boot by the "
+            "cloud, or by a station when the cloud is unreachable (docs/relay.md).", _optional_path),
+    Setting("relay_unlock_wait_s", 0.0, "Relay: how long a relay that cannot reach the cloud at boot waits for a "
+            "station to release its key before it gives up (0: until one does).", float),
     # --- hostile input: the price of a request (docs/security.md, "Hostile input") ---
     Setting("limit_request_line_bytes", 8192, "Longest request target (path and query) accepted; longer: 414.", int),
     Setting("limit_header_bytes", 16384, "Most bytes of request headers accepted; more: 431, connection closed.", int),
@@ -226,6 +231,8 @@ class Settings:
     relay_prefetch: str
     relay_feed_wait_s: float
     relay_offline_after_s: float
+    relay_key_file: Path | None
+    relay_unlock_wait_s: float
     limit_request_line_bytes: int
     limit_header_bytes: int
     limit_header_count: int

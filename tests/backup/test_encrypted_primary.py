@@ -52,7 +52,8 @@ def test_an_encrypted_primary_backs_up_and_restores_byte_for_byte(
 ) -> None:
     ctx, master, blobs = encrypted
     target = FolderTarget(tmp_path / "backups")
-    manifest = run_backup(ctx.settings.database_url, ctx.blobs, target, KeySealer(master, target), tmp_path / "s")
+    manifest = run_backup(ctx.settings.database_url, ctx.blobs, target, KeySealer(master, target), tmp_path / "s",
+                          database_key=ctx.db.key)
     assert {b.sha256: b.size for b in manifest.blobs} == {sha: len(data) for sha, data in blobs.items()}
     for path in target.root.rglob("*"):
         if path.is_file():
@@ -85,5 +86,6 @@ def test_a_damaged_encrypted_blob_fails_the_run_and_is_not_sent(
         handle.write(b"\x00" * 8)
     target = FolderTarget(tmp_path / "backups")
     with pytest.raises(BlobCorrupt, match=f"{sha}.*damaged"):
-        run_backup(ctx.settings.database_url, ctx.blobs, target, KeySealer(master, target), tmp_path / "s", workers=1)
+        run_backup(ctx.settings.database_url, ctx.blobs, target, KeySealer(master, target), tmp_path / "s", workers=1,
+                   database_key=ctx.db.key)
     assert not any(p.name == sha for p in target.root.rglob("*"))

@@ -14,7 +14,8 @@ from tests.netem import Faults, WanProxy
 
 
 def test_public_surface_is_pinned() -> None:
-    assert chairside.client.__all__ == ["ChairsideError", "Client", "Progress", "UploadFailed", "uuid7"]
+    assert chairside.client.__all__ == ["ChairsideError", "Client", "PinError", "PinMismatch", "Progress",
+                                        "UploadFailed", "fetch_fingerprint", "uuid7"]
 
 
 def test_uuid7_is_version_7_and_time_ordered() -> None:

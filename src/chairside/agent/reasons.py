@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from chairside.client import ChairsideError
+from chairside.client._pin import is_pin_mismatch
 
 EMPTY = ("ファイルが空です（0 バイト）。録画ソフトで保存し直してください。再送はしません。",
          "The file is empty (0 bytes): save it again from the capture software. It will not be retried.")
@@ -26,6 +27,10 @@ def is_permanent(e: ChairsideError) -> bool:
 def for_error(e: Exception) -> tuple[str, str]:
     """The reason to show for an error from the network or the server."""
     if isinstance(e, httpx.TransportError):
+        if is_pin_mismatch(e):  # another box answers at the relay's address
+            return ("リレーの証明書が登録時と違います。別の機器の可能性があるため送信しません。"
+                    "管理者に連絡してください。",
+                    f"The relay's certificate is not the pinned one, so nothing is sent; call the administrator. ({e})")
         return AWAY
     if isinstance(e, ChairsideError):
         if e.status == 0 or e.status >= 500 or e.status in (408, 423, 429):

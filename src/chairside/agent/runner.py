@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import httpx
 
-from chairside.agent import reasons
+from chairside.agent import reasons, relaykey
 from chairside.agent.detect import Tracker, Watcher, open_for_writing, stat_or_none, walk
 from chairside.agent.layout import (
     SENT_DIR,
@@ -43,6 +43,7 @@ from chairside.agent.layout import (
 from chairside.agent.patients import PatientResolver, PatientWait
 from chairside.agent.state import FileRow, State, connect
 from chairside.client import ChairsideError, Client, UploadFailed, uuid7
+from chairside.client._pin import pinned_transport
 
 Log = Callable[[str], None]
 
@@ -68,6 +69,8 @@ class AgentConfig:
     sdk_retries: int = 3
     sdk_retry_delay: float = 0.5
     transport: httpx.BaseTransport | None = field(default=None, repr=False)  # tests: a WAN emulator
+    pin: str | None = None  # the relay's certificate fingerprint from enrollment (agent/relaykey.py)
+    relay_key_check_s: float = 30.0  # how often the relay's key share is refreshed (and a locked relay released)
 
 
 class AlreadyRunning(RuntimeError):
@@ -84,6 +87,8 @@ class Agent:
         self.wake = threading.Event()
         self.started_at = time.time()
         self._lock_file: IO[bytes] | None = None
+        self.pin: str | None = None
+        self.http_transport: httpx.BaseTransport | None = None
 
     # -- the process ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -91,6 +96,12 @@ class Agent:
         if not self.watch.is_dir():
             raise FileNotFoundError(f"the watch folder {self.watch} does not exist")
         self._lock()
+        try:  # the relay's certificate, pinned at enrollment (or now, the first time): agent/relaykey.py
+            self.pin = relaykey.resolve_pin(self.watch, self.cfg.server, self.cfg.pin, self.log)
+        except BaseException:
+            self._unlock()
+            raise
+        self.http_transport = self.cfg.transport or (pinned_transport(self.pin) if self.pin else None)
         conn = connect(self.watch)
         state = State(conn)
         state.heartbeat(os.getpid(), self.cfg.server, self.started_at)
@@ -103,6 +114,10 @@ class Agent:
                           held_open=lambda rel: open_for_writing(self.watch / rel))
         sender = threading.Thread(target=self._send_loop, name="chairside-agent-sender", daemon=True)
         sender.start()
+        keeper = relaykey.ShareKeeper(self.watch, self.cfg.server, self.cfg.token, pin=self.pin,
+                                      check_s=self.cfg.relay_key_check_s, transport=self.cfg.transport, log=self.log)
+        threading.Thread(target=keeper.run, args=(self.stop_event,), name="chairside-agent-relaykey",
+                         daemon=True).start()
         try:
             if not self.cfg.keep_sent:
                 for row in state.unmoved():
@@ -254,10 +269,10 @@ class Agent:
         conn = connect(self.watch)
         state = State(conn)
         try:
-            with Client(self.cfg.server, self.cfg.token, transport=self.cfg.transport,
+            with Client(self.cfg.server, self.cfg.token, transport=self.http_transport, pin=self.pin,
                         chunk_checksums=self.cfg.chunk_checksums) as client:
                 resolver = PatientResolver(client, self.cfg.clinic_id, self.cfg.server, self.cfg.token,
-                                           self.cfg.transport)
+                                           self.http_transport)
                 while not self.stop_event.is_set():
                     row = state.due(time.time())
                     if row is None:

@@ -47,6 +47,10 @@ class Manifest:
     new_bytes: int = 0
     locked_days: int | None = None
     missing_blobs: list[str] = field(default_factory=list)
+    # HMAC-SHA256 of :meth:`signed_bytes` under a key derived from the backup data key ``signing_key_id``
+    # (wrapped by the master key on the target): backup/signature.py. None: made without a master key.
+    signing_key_id: str | None = None
+    signature: str | None = None
 
     @property
     def blob_bytes(self) -> int:
@@ -68,7 +72,18 @@ class Manifest:
             "encryption": self.encryption,
             "locked_days": self.locked_days,
             "missing_blobs": len(self.missing_blobs),
+            "signed": self.signature is not None,
         }
+
+    def signed_bytes(self) -> bytes:
+        """What the signature covers: every field but the signature itself, as canonical JSON (sorted keys).
+
+        Computed from the parsed fields, so the signer and a reader agree whatever whitespace or key order
+        the stored file has; a changed, added or dropped value (a SHA-256, a size, a blob line) changes it.
+        """
+        data = json.loads(self.to_json())
+        data.pop("signature", None)
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
 
     def to_json(self) -> bytes:
         data = asdict(self)

@@ -12,20 +12,26 @@ import hashlib
 import json
 import os
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import or_, select, text
 
 from chairside.context import build_context
-from chairside.db.engine import is_sqlite, make_engine
+from chairside.db.engine import Database, is_sqlite, make_engine
+from chairside.db.models import Media, MediaDerivative
+from chairside.keys import MasterKey, database
+from chairside.keys.keyring import contract_blobs
 from chairside.settings import Settings
 
+from . import signature
 from .manifest import BlobEntry, Manifest, blob_key, metadata_key
 from .run import _parallel
 from .seal import Sealer
+from .signature import ManifestSignatureError
 from .snapshot import SnapshotError, restore_postgres
 from .targets import Target
 
@@ -110,6 +116,8 @@ def _restore_metadata(target: Target, sealer: Sealer, manifest: Manifest, settin
         db_file = _sqlite_file(url)
         db_file.parent.mkdir(parents=True, exist_ok=True)
         _fetch_metadata(target, sealer, manifest, scratch)
+        if database.file_state(scratch) == "encrypted":  # SQLCipher: its key file first (keys/database.py)
+            _restore_database_key(target, settings, db_file, scratch)
         os.replace(scratch, db_file)
         _fsync_dir(db_file.parent)
         return
@@ -127,10 +135,37 @@ def _restore_metadata(target: Target, sealer: Sealer, manifest: Manifest, settin
         scratch.unlink(missing_ok=True)
 
 
-def _count_rows(database_url: str, tables: dict[str, int]) -> dict[str, int]:
+def _owner(db: Database, sha256: str) -> uuid.UUID | None:
+    """The contract whose item (original, thumbnail or display copy) is this blob; None when none names it."""
+    with db.read() as s:
+        found = s.scalar(select(Media.contract_id).where(or_(Media.sha256 == sha256, Media.thumb_sha256 == sha256))
+                         .limit(1))
+        if found is None:
+            found = s.scalar(select(Media.contract_id).join(MediaDerivative, MediaDerivative.media_id == Media.id)
+                             .where(MediaDerivative.sha256 == sha256).limit(1))
+        return found
+
+
+def _restore_database_key(target: Target, settings: Settings, db_file: Path, restored: Path) -> None:
+    master = MasterKey.load(settings.master_key_file) if settings.master_key_file is not None else None
+    if master is None or not database.adopt_key_object(
+        db_file, restored, master,
+        (b"".join(target.read(name)) for name in sorted(target.keys(database.KEY_OBJECT_PREFIX))),
+    ):
+        restored.unlink(missing_ok=True)
+        raise RestoreError(
+            "この世代のデータベースは暗号化されていますが、それを開ける鍵がバックアップ先にないか、マスターキーが違います"
+            "（--master-key） / this generation's database is encrypted and no database key on the target opens it "
+            "with this master key (--master-key)"
+        )
+
+
+def _count_rows(settings: Settings, tables: dict[str, int]) -> dict[str, int]:
     """The restored database's row counts, read before the new site opens it (which may add its own rows)."""
     counts = {}
-    engine = make_engine(database_url)
+    database_url = settings.database_url
+    master = MasterKey.load(settings.master_key_file) if settings.master_key_file is not None else None
+    engine = make_engine(database_url, key=database.database_key(database_url, master, create=False))
     try:
         with engine.connect() as conn:
             for name in tables:
@@ -151,6 +186,10 @@ def restore(
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> RestoreReport:
     """Restore ``manifest``'s generation into the (new) site that ``settings`` describes."""
+    try:
+        signature.check(manifest, sealer)  # before anything is written
+    except ManifestSignatureError as exc:
+        raise RestoreError(str(exc)) from exc
     data_dir = settings.data_dir
     marker = data_dir / MARKER
     resuming = marker.exists() and json.loads(marker.read_text()).get("generation") == manifest.generation
@@ -165,8 +204,13 @@ def restore(
         data_dir.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"generation": manifest.generation}))
         _fsync_dir(data_dir)
-        _restore_metadata(target, sealer, manifest, settings)
-        counted = _count_rows(settings.database_url, manifest.tables)
+        try:
+            _restore_metadata(target, sealer, manifest, settings)
+        except BaseException:
+            # Nothing was put in place: a second run starts over (a "resume" would skip the metadata).
+            marker.unlink(missing_ok=True)
+            raise
+        counted = _count_rows(settings, manifest.tables)
         wrong = {t: (n, counted.get(t)) for t, n in manifest.tables.items() if counted.get(t) != n}
         if wrong:
             raise RestoreError(
@@ -186,7 +230,9 @@ def restore(
             if ctx.blobs.stat(entry.sha256) is None:
                 key = blob_key(entry.sha256)
                 pieces = target.read(key, head=sealer.layout[0], piece=sealer.layout[1])
-                ctx.blobs.put_stream(entry.sha256, sealer.unseal(pieces, key))
+                owner = _owner(ctx.db, entry.sha256)  # encrypted again under its contract's own data key
+                store = contract_blobs(ctx.blobs, owner) if owner is not None else ctx.blobs
+                store.put_stream(entry.sha256, sealer.unseal(pieces, key))
                 with lock:
                     report.restored_blobs += 1
                     report.restored_bytes += entry.size

@@ -22,7 +22,9 @@ from typing import TypeVar
 from chairside.blobs import BlobNotFound, BlobStore
 from chairside.blobs.base import iter_file
 from chairside.blobs.crypt import HEADER_SIZE, BlobDecryptError, EncryptedBlobStore, is_encrypted
+from chairside.keys import database
 
+from . import signature
 from .manifest import BlobEntry, Manifest, blob_key, manifest_key, metadata_key
 from .seal import Sealer
 from .snapshot import snapshot
@@ -92,13 +94,22 @@ def run_backup(
     workers: int = 4,
     on_progress: OnProgress | None = None,
     now: datetime | None = None,
+    database_key: bytes | None = None,
 ) -> Manifest:
-    """Take one generation of the site whose metadata is ``database_url`` and whose bytes are in ``blobs``."""
+    """Take one generation of the site whose metadata is ``database_url`` and whose bytes are in ``blobs``.
+
+    ``database_key``: the SQLite database is encrypted by SQLCipher (``Database.key``); its snapshot stays
+    encrypted, and the key file beside the database (wrapped by the master key) goes to the target's ``keys/``.
+    """
     started = (now or datetime.now(UTC)).astimezone(UTC)
     gen_id = new_generation_id(started)
     report = on_progress or (lambda _phase, _done, _total: None)
 
-    with snapshot(database_url, scratch, lambda done, total: report("metadata", done, total)) as snap:
+    wrapped_db_key = database.key_object(database_url) if database_key is not None else None
+    if wrapped_db_key is not None and wrapped_db_key[0] not in set(target.keys(database.KEY_OBJECT_PREFIX)):
+        target.put(wrapped_db_key[0], [wrapped_db_key[1]])  # before the metadata it opens
+    with snapshot(database_url, scratch, lambda done, total: report("metadata", done, total),
+                  key=database_key) as snap:
         hasher = hashlib.sha256()
         counter = [0]
         name = metadata_key(gen_id)
@@ -180,6 +191,7 @@ def run_backup(
         locked_days=getattr(target, "lock_days", None) if target.locked else None,
         missing_blobs=missing,
     )
+    signature.sign(manifest, sealer)  # under the generation's backup data key: only the master key's holder can
     target.put(manifest_key(gen_id), [manifest.to_json()])  # last: from now on the generation is complete
     return manifest
 

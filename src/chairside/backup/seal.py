@@ -13,6 +13,9 @@ import secrets
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from chairside.blobs.crypt import CHUNK, HEADER_SIZE, SEALED, decrypt_stream, encrypt_stream
 from chairside.keys import KEY_BYTES, KeyWrapper, key_id_of
 
@@ -22,6 +25,7 @@ __all__ = ["SCHEME_AES", "SCHEME_NONE", "KeySealer", "PlainSealer", "SealError",
 
 SCHEME_NONE = "none"
 SCHEME_AES = "aes-256-gcm-64k"
+_MANIFEST_INFO = b"chairside backup manifest v1"
 
 
 class SealError(Exception):
@@ -40,6 +44,11 @@ class Sealer(Protocol):
 
     def unseal(self, chunks: Iterable[bytes], name: str) -> Iterator[bytes]: ...
 
+    def manifest_key(self, key_id: str | None = None) -> tuple[str, bytes] | None:
+        """(key id, MAC key) for signing a manifest (the writing key's: ``key_id`` None) or checking one
+        (``key_id`` named by it); None when this step has no key (no master key configured)."""
+        ...
+
 
 class PlainSealer:
     """No encryption (no master key configured)."""
@@ -54,6 +63,9 @@ class PlainSealer:
 
     def unseal(self, chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
         return iter(chunks)
+
+    def manifest_key(self, key_id: str | None = None) -> tuple[str, bytes] | None:
+        return None
 
 
 class KeySealer:
@@ -104,3 +116,15 @@ class KeySealer:
 
     def unseal(self, chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
         return decrypt_stream(self._lookup, chunks, associated=name.encode())
+
+    def manifest_key(self, key_id: str | None = None) -> tuple[str, bytes] | None:
+        if key_id is None:
+            key_id, key = self._writing_key()
+        else:
+            key = self._lookup(key_id)
+        return key_id, _manifest_mac_key(key)
+
+
+def _manifest_mac_key(data_key: bytes) -> bytes:
+    """The manifest's MAC key: its own HKDF output, never the data key itself (one key, one purpose)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MANIFEST_INFO).derive(data_key)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from chairside.db.models import Base
+from chairside.keys import database
 
 __all__ = [
     "BLOB_REFS_SQL",
@@ -90,10 +91,13 @@ def _table_names() -> list[str]:
 
 
 @contextmanager
-def snapshot(database_url: str, scratch: Path, progress: Callable[[int, int], None] | None = None) -> Iterator[
-    SnapshotInfo
-]:
-    """Take the snapshot into ``scratch`` (a folder); the file is removed when the block ends."""
+def snapshot(database_url: str, scratch: Path, progress: Callable[[int, int], None] | None = None, *,
+             key: bytes | None = None) -> Iterator[SnapshotInfo]:
+    """Take the snapshot into ``scratch`` (a folder); the file is removed when the block ends.
+
+    ``key``: the database is encrypted by SQLCipher with this raw key (keys/database.py). The copy is made by
+    SQLCipher's backup API under the same key, so no page of it is ever on disk in the clear.
+    """
     scratch.mkdir(parents=True, exist_ok=True)
     if database_url.startswith("sqlite"):
         out = scratch / "metadata.sqlite"
@@ -101,8 +105,14 @@ def snapshot(database_url: str, scratch: Path, progress: Callable[[int, int], No
         source_path = _sqlite_path(database_url)
         if not source_path.exists():
             raise SnapshotError(f"データベースがありません: {source_path} / the database does not exist: {source_path}")
-        source = sqlite3.connect(source_path, timeout=30)
-        target = sqlite3.connect(out)
+        if key is None and database.file_state(source_path) == "encrypted":
+            raise SnapshotError(
+                f"データベース {source_path} は暗号化されています。マスターキーを設定して実行してください / "
+                f"the database {source_path} is encrypted: run the backup with its master key configured"
+            )
+        source: Any = sqlite3.connect(source_path, timeout=30) if key is None else database.connect(source_path, key,
+                                                                                                    timeout=30)
+        target: Any = sqlite3.connect(out) if key is None else database.connect(out, key)
         try:
 
             def step(_status: int, remaining: int, total: int) -> None:

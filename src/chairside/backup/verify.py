@@ -8,9 +8,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import signature
 from .manifest import BlobEntry, Manifest, blob_key, metadata_key
 from .run import _parallel
 from .seal import Sealer
+from .signature import ManifestSignatureError
 from .targets import Target, TargetError
 
 __all__ = ["VerifyReport", "check_object", "verify"]
@@ -23,6 +25,7 @@ class VerifyReport:
     total_blobs: int = 0
     checked_bytes: int = 0
     metadata_ok: bool = False
+    signature_ok: bool = False  # signed and the signature checks (False for an unsigned, unencrypted generation)
     mismatches: list[str] = field(default_factory=list)
 
     @property
@@ -34,6 +37,7 @@ class VerifyReport:
             "generation": self.generation,
             "ok": self.ok,
             "metadata_ok": self.metadata_ok,
+            "signature_ok": self.signature_ok,
             "checked_blobs": self.checked_blobs,
             "total_blobs": self.total_blobs,
             "checked_bytes": self.checked_bytes,
@@ -73,6 +77,12 @@ def verify(
     if not 0 < sample <= 1:
         raise ValueError("sample must be a fraction in (0, 1]")
     report = VerifyReport(manifest.generation, total_blobs=len(manifest.blobs))
+    try:
+        signature.check(manifest, sealer)
+    except ManifestSignatureError as exc:  # its list of blobs cannot be believed: nothing is read
+        report.mismatches.append(str(exc))
+        return report
+    report.signature_ok = manifest.signature is not None
     problem = check_object(target, sealer, metadata_key(manifest.generation), manifest.metadata_sha256,
                            manifest.metadata_size)
     report.metadata_ok = problem is None

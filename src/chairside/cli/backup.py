@@ -143,7 +143,8 @@ def run(
             sealer: Sealer = KeySealer(master, target) if master is not None else PlainSealer()
             with _progress() as progress:
                 manifest = run_backup(settings.database_url, ctx.blobs, target, sealer,
-                                      settings.data_dir / "backup" / "scratch", workers=workers, on_progress=progress)
+                                      settings.data_dir / "backup" / "scratch", workers=workers, on_progress=progress,
+                                      database_key=ctx.db.key)
                 dropped = catalog.prune(target, _policy(settings), keep_also=manifest.generation) if prune else []
         except Exception as exc:
             notices.raise_notice(settings, "failed", target.url, f"{type(exc).__name__}: {exc}")

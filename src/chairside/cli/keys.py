@@ -11,6 +11,7 @@ from chairside.cli.common import emit, fail
 from chairside.db import migrate
 from chairside.db.engine import Database
 from chairside.keys import MasterKey, MasterKeyError
+from chairside.keys.database import encrypt_database, key_file_master_id, opening_key
 from chairside.keys.keyring import count_keys, rotate
 from chairside.settings import Settings
 
@@ -64,15 +65,38 @@ def rotate_cmd(
         old_key, new_key = MasterKey.load(old), MasterKey.load(new)
     except MasterKeyError as exc:
         fail(str(exc))
-    db = Database(settings.database_url)
+    try:
+        db = Database(settings.database_url, key=opening_key(settings.database_url, old_key, new_key))
+    except MasterKeyError as exc:
+        fail(str(exc))
     try:
         migrate.upgrade(db.engine)
         moved = rotate(db, old_key, new_key)
-        total = count_keys(db)
+        total = count_keys(db)  # `rotate` re-wrapped the SQLite database's own key file too (keys/database.py)
     except MasterKeyError as exc:
         fail(str(exc))
     finally:
         db.dispose()
-    emit({"rewrapped": moved, "data_keys": total, "old_key_id": old_key.key_id, "new_key_id": new_key.key_id,
+    emit({"rewrapped": moved, "data_keys": total, "database_key": key_file_master_id(settings.database_url),
+          "old_key_id": old_key.key_id, "new_key_id": new_key.key_id,
           "next": f"set CHAIRSIDE_MASTER_KEY_FILE={new.resolve()} and restart the servers; keep the old key while "
                   "backups made under it are kept"})
+
+
+@app.command("encrypt-database")
+def encrypt_database_cmd(
+    ctx: typer.Context,
+    data: Annotated[Path | None, typer.Option("--data", help="The data folder (default: `admin --data`).")] = None,
+    master_key: Annotated[Path | None, typer.Option("--master-key", help="The master key (default: the "
+                                                    "master_key_file setting).")] = None,
+) -> None:
+    """Encrypt a SQLite database kept in the clear with SQLCipher (stop the server first; run again to resume)."""
+    settings = _settings(ctx) if data is None else Settings.load(data_dir=data)
+    path = master_key or settings.master_key_file
+    if path is None:
+        fail("マスターキーが設定されていません。--master-key か CHAIRSIDE_MASTER_KEY_FILE を指定してください / "
+             "no master key is configured: give --master-key or set CHAIRSIDE_MASTER_KEY_FILE")
+    try:
+        emit(encrypt_database(settings.database_url, MasterKey.load(path)))
+    except MasterKeyError as exc:
+        fail(str(exc))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +13,9 @@ from chairside.cli.common import DatabaseUrl, DataDir, emit, fail
 from chairside.cli.tls import TlsCert, TlsKey, serving_context, tls_options
 from chairside.relay.bandwidth import BandwidthError, describe, parse_schedule
 from chairside.settings import Settings
+
+if TYPE_CHECKING:
+    from chairside.keys.release import Released
 
 app = typer.Typer(no_args_is_help=True, help="The clinic's relay: serves its stations, carries their writes to the "
                   "cloud.")
@@ -66,15 +69,76 @@ def serve(
     settings = relay_settings(data, database_url, upstream, token)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     assert settings.upstream_url is not None and settings.relay_token is not None
-    ctx = serving_context(settings, "relay")
+    released = _released_key(settings, host, port, tls)
+    ctx = serving_context(settings, "relay", released.master if released is not None else None)
     try:
-        attach(ctx, settings.upstream_url, settings.relay_token)
+        attach(ctx, settings.upstream_url, settings.relay_token).released = released
     except TlsError as exc:  # the ca_bundle setting names no usable file
         fail(str(exc))
+    if tls_cert is not None:
+        from chairside.keys.release import cert_fingerprint
+        typer.echo(f"relay: TLS certificate SHA-256 {cert_fingerprint(tls_cert)} (stations pin it at enrollment)",
+                   err=True)
     typer.echo(f"relay: upstream {settings.upstream_url}, bandwidth {settings.relay_bandwidth!r}, "
                f"{settings.relay_upload_parallel} transfers at once, chunks of "
                f"{settings.relay_upload_chunk_bytes} bytes", err=True)
     run(create_app(ctx), host, port, settings=ctx.settings, tls=tls)
+
+
+def _released_key(settings: Settings, host: str, port: int, tls: dict[str, Any]) -> Released | None:
+    """The master key released at boot when the relay's key is sealed (relay/keyboot.py), else None."""
+    from chairside.keys import MasterKeyError
+    from chairside.keys.release import sealed_path
+    from chairside.keys.tls import TlsError
+    from chairside.relay import keyboot
+
+    if not sealed_path(settings).exists():
+        return None
+    if settings.master_key_file is not None:
+        fail(f"この中継機の鍵は封印されています（{sealed_path(settings)}）。master_key_file の設定とファイルを"
+             f"中継機から削除してください / this relay's key is sealed ({sealed_path(settings)}): remove the "
+             "master_key_file setting and the key file from the relay box")
+    try:
+        return keyboot.release(settings, host=host, port=port, tls=tls, say=lambda m: typer.echo(m, err=True))
+    except (MasterKeyError, TlsError) as exc:
+        fail(str(exc))
+
+
+@app.command("seal-key")
+def seal_key(
+    data: DataDir = Path("./chairside-relay"),
+    upstream: Upstream = None,
+    token: Token = None,
+    database_url: DatabaseUrl = None,
+    master_key: Annotated[Path | None, typer.Option("--master-key", help="The relay's existing master key file "
+                                                    "(default: master_key_file; none: a new key is made).")] = None,
+) -> None:
+    """Seal the relay's master key with a release key the cloud keeps (run once, online; docs/relay.md).
+
+    Afterwards the key file must leave the box: the relay gets its key from the cloud at boot, or from an
+    enrolled station when the cloud cannot be reached."""
+    from chairside.keys import MasterKey, MasterKeyError
+    from chairside.keys.release import Sealed, ask_cloud, sealed_path
+    from chairside.keys.tls import TlsError, client_context
+
+    settings = relay_settings(data, database_url, upstream, token)
+    assert settings.upstream_url is not None and settings.relay_token is not None
+    path = sealed_path(settings)
+    if path.exists():
+        fail(f"この中継機の鍵は既に封印されています: {path} / this relay's key is already sealed: {path}")
+    source = master_key or settings.master_key_file
+    try:
+        master = MasterKey.load(source) if source is not None else MasterKey.generate()
+        key, relay_id = ask_cloud(settings.upstream_url, settings.relay_token, client_context(settings.ca_bundle),
+                                  create=True)
+        Sealed.seal(master, key, relay_id).write(path)
+    except (MasterKeyError, TlsError) as exc:
+        fail(str(exc))
+    emit({"sealed": str(path), "relay_id": relay_id, "master_key_id": master.key_id,
+          "next": (f"鍵のファイル {source} を中継機から削除し、master_key_file の設定を外してください / "
+                   f"delete {source} from the relay box and unset master_key_file") if source is not None else
+                  "新しいマスターキーを作りました。ファイルには保存していません / a new master key was made; it is "
+                  "stored nowhere in the clear"})
 
 
 @app.command()

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from chairside.cli.common import emit, fail
+from chairside.client import PinError
 
 app = typer.Typer(no_args_is_help=True, help="The capture PC: send the recordings a folder receives.")
 
@@ -38,6 +39,9 @@ def agent(
     no_chunk_checksums: Annotated[bool, typer.Option("--no-chunk-checksums", help="No per-request SHA-256 even "
                                                      "on http:// (the whole file's SHA-256 is always checked).")]
     = False,
+    pin: Annotated[str | None, typer.Option("--pin", envvar="CHAIRSIDE_STATION_PIN", help="The relay's certificate "
+                                            "SHA-256 (printed by `relay serve`); default: the one recorded at the "
+                                            "first contact. Only that certificate is accepted afterwards.")] = None,
 ) -> None:
     """Watch a folder and send each complete recording or photo once; runs until stopped (Ctrl+C, SIGTERM)."""
     from rich.console import Console
@@ -56,7 +60,7 @@ def agent(
     console = Console(stderr=True)
     config = AgentConfig(watch=watch, server=server, token=token, layout=layout, clinic_id=clinic,
                          keep_sent=keep_sent, settle_s=settle, rescan_s=rescan, chunk_size=int(chunk_mib * (1 << 20)),
-                         chunk_checksums=False if no_chunk_checksums else None)
+                         chunk_checksums=False if no_chunk_checksums else None, pin=pin)
     runner = Agent(config, log=lambda msg: console.log(msg, markup=False, highlight=False))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: runner.stop())
@@ -65,7 +69,32 @@ def agent(
         runner.run()
     except AlreadyRunning as e:
         fail(f"このフォルダは別のエージェントが監視中です / {e}")
+    except (PinError, OSError) as e:  # a pinned relay given as http://, or no answer to pin at the first contact
+        fail(str(e))
     console.log("停止しました / stopped", markup=False, highlight=False)
+
+
+@app.command()
+def pin(
+    watch: Watch,
+    server: Annotated[str, typer.Option("--server", envvar="CHAIRSIDE_STATION_SERVER",
+                                        help="The relay's https:// URL.")],
+    expect: Annotated[str | None, typer.Option("--expect", help="The fingerprint `relay serve` printed: the "
+                                               "certificate seen must be it.")] = None,
+) -> None:
+    """Record the relay's certificate for this station (enrollment): the agent then accepts no other."""
+    from chairside.agent.relaykey import record_pin
+    from chairside.client import fetch_fingerprint
+    from chairside.client._pin import normalize
+
+    try:
+        seen = fetch_fingerprint(server)
+        if expect is not None and normalize(expect) != normalize(seen):
+            fail(f"リレーの証明書が指定と違います（指定 {expect}、実際 {seen}） / the relay presents {seen}, not "
+                 f"{expect}: nothing recorded")
+        emit({"server": server, "pin": record_pin(watch, server, seen)})
+    except (PinError, OSError) as e:
+        fail(str(e))
 
 
 @app.command()

@@ -9,7 +9,7 @@ import typer
 
 from chairside.cli.common import fail
 from chairside.context import Context, build_context
-from chairside.keys import MasterKeyError
+from chairside.keys import KeyWrapper, MasterKeyError
 from chairside.keys.tls import TlsError, server_options
 from chairside.settings import Settings
 
@@ -26,10 +26,10 @@ def tls_options(cert: Path | None, key: Path | None) -> dict[str, Any]:
         fail(str(exc))
 
 
-def serving_context(settings: Settings, role: str) -> Context:
+def serving_context(settings: Settings, role: str, master: KeyWrapper | None = None) -> Context:
     """`build_context` for a serve command: a wrong or missing master key or CA bundle is a clear refusal
-    (exit 2, nothing changed), not a traceback."""
+    (exit 2, nothing changed), not a traceback. ``master``: the relay's key released at boot."""
     try:
-        return build_context(settings, role=role)
+        return build_context(settings, role=role, master=master)
     except (MasterKeyError, TlsError) as exc:
         fail(str(exc))

@@ -9,8 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, Result, create_engine, event
+import pydantic_core
+from sqlalchemy import URL, CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 
 def is_sqlite(url: str) -> bool:
@@ -26,14 +28,33 @@ def private_sqlite_files(path: Path) -> None:
             os.chmod(name, 0o600)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def json_text(value: Any) -> str:
+    """JSON columns written by pydantic-core's serializer, not `json.dumps`: the same JSON (NaN included) about
+    ten times faster, and each `json.dumps` of a large value (a drawing of 20 000 points: ~40 ms) holds the GIL
+    the whole time, so the event loop, waiting for it, stalled every other request (docs/benchmarks.md,
+    "Hostile input")."""
+    return pydantic_core.to_json(value).decode()
+
+
+def make_engine(url: str, *, key: bytes | None = None, **kwargs: Any) -> Engine:
+    """An engine for ``url``. ``key``: a SQLite file encrypted by SQLCipher with this raw 256-bit key
+    (keys/database.py decides when, and keeps the key wrapped by the master key)."""
+    kwargs.setdefault("json_serializer", json_text)
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             private_sqlite_files(Path(path))
+        target: str | URL = url
+        if key is not None:
+            # SQLAlchemy's documented SQLCipher dialect (driver: sqlcipher3). It sends `PRAGMA key="<password>"`
+            # first on every new connection; "x'<64 hex>'" is SQLCipher's raw-key form, so no PBKDF2 runs per
+            # connection. QueuePool like the plain SQLite file dialect (that dialect's default is one
+            # connection per thread).
+            target = URL.create("sqlite+pysqlcipher", password=f"x'{key.hex()}'", database=path)
+            kwargs.setdefault("poolclass", QueuePool)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+            target, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
 
         @event.listens_for(engine, "connect")
@@ -60,9 +81,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 class Database:
     """An engine and its session factory."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, key: bytes | None = None) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        # SQLCipher's raw key when the file is encrypted (keys/database.py); the online backup needs it.
+        self.key = key
+        self.engine = make_engine(url, key=key)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.engine.execution_options(read_only=True), expire_on_commit=False)
         # Write transactions committed through this object: in-process read caches compare it to

@@ -1,8 +1,8 @@
 """Data keys: made at random, stored only wrapped by the master key, unwrapped once per process.
 
-- :class:`Keyring` gives the encrypted blob store the key to write with (the newest of the current
-  scope: the contract set by :func:`contract_scope`, else the site's) and finds any key by the id a
-  blob's header names.
+- :class:`Keyring` gives the encrypted blob store the key to write with (the newest of a scope: a
+  contract's own, named explicitly by the write path through :func:`contract_blobs`, else the site's)
+  and finds any key by the id a blob's header names.
 - :func:`rotate` re-wraps every data key from the old master key to the new one in one transaction:
   no blob is touched, and a crash leaves either all keys under the old master key or all under the new.
 """
@@ -18,12 +18,24 @@ from contextvars import ContextVar
 
 from sqlalchemy import func, select
 
+from chairside.blobs import BlobStore
+from chairside.blobs.crypt import for_owner
 from chairside.db.engine import Database
 from chairside.db.models import DataKey
 
+from .database import rotate_database_key
 from .master import KEY_BYTES, KeyWrapper, MasterKeyError, WrongMasterKey
 
-__all__ = ["SITE", "Keyring", "UnknownDataKey", "contract_scope", "master_key_ids", "rotate"]
+__all__ = [
+    "SITE",
+    "Keyring",
+    "UnknownDataKey",
+    "contract_blobs",
+    "contract_scope",
+    "master_key_ids",
+    "rotate",
+    "scope_of",
+]
 
 SITE = "site"
 
@@ -34,10 +46,29 @@ class UnknownDataKey(MasterKeyError):
     """A blob names a data key this database does not hold."""
 
 
+def scope_of(contract_id: uuid.UUID) -> str:
+    """The key scope of a contract's blobs (``data_keys.scope``)."""
+    return f"contract:{contract_id}"
+
+
+def contract_blobs(blobs: BlobStore, contract_id: uuid.UUID) -> BlobStore:
+    """``blobs``, writing under the contract's own data key (made on its first blob) when it encrypts.
+
+    Every write path that knows whose bytes it stores passes them through here (media ingest, display
+    copies, restore). A store that does not encrypt is answered as it is. Reads need no scope: a blob's
+    header names its key.
+    """
+    return for_owner(blobs, scope_of(contract_id))
+
+
 @contextmanager
 def contract_scope(contract_id: uuid.UUID) -> Iterator[None]:
-    """Blobs written inside encrypt under the contract's own data key (made on first use)."""
-    token = _scope.set(f"contract:{contract_id}")
+    """Blobs written inside encrypt under the contract's own data key (made on first use).
+
+    Prefer :func:`contract_blobs`, which names the contract where the write happens; this context
+    variable is for callers several frames away from the store (none in Chairside today).
+    """
+    token = _scope.set(scope_of(contract_id))
     try:
         yield
     finally:
@@ -64,6 +95,11 @@ class Keyring:
     def master_key_id(self) -> str:
         return self._wrapper.key_id
 
+    @property
+    def wrapper(self) -> KeyWrapper:
+        """The master key itself (the cloud wraps relays' release keys with it: keys/release.py)."""
+        return self._wrapper
+
     def check(self) -> None:
         """Refuse (WrongMasterKey, naming both) when any data key was wrapped by another master key."""
         others = master_key_ids(self._db) - {self._wrapper.key_id}
@@ -75,9 +111,12 @@ class Keyring:
                 f"{self._wrapper.key_id}: point master_key_file at the right key (nothing was changed)"
             )
 
-    def current(self) -> tuple[str, bytes]:
-        """(key id, data key) for new blobs of the current scope; the scope's first key is made here."""
-        scope = _scope.get()
+    def current(self, scope: str | None = None) -> tuple[str, bytes]:
+        """(key id, data key) for new blobs of ``scope`` (default: the current one, see :func:`contract_scope`);
+        the scope's first key is made here, in a transaction of its own: call it outside any write transaction
+        (SQLite has one writer). Two processes storing a contract's first blob at once may each make one: both
+        keys stay readable by id, and the newest encrypts from the next start on."""
+        scope = scope if scope is not None else _scope.get()
         with self._lock:
             key_id = self._current.get(scope)
             if key_id is not None:
@@ -129,6 +168,7 @@ def rotate(db: Database, old: KeyWrapper, new: KeyWrapper) -> int:
     """
     if old.key_id == new.key_id:
         raise MasterKeyError("新旧のマスターキーが同じです / the old and the new master key are the same key")
+    rotate_database_key(db.url, old, new, check_only=True)  # the SQLite file's own key (keys/database.py)
     with db.session() as s:
         rows = list(s.scalars(select(DataKey).order_by(DataKey.id)).all())
         strangers = {r.master_key_id for r in rows} - {old.key_id, new.key_id}
@@ -145,7 +185,10 @@ def rotate(db: Database, old: KeyWrapper, new: KeyWrapper) -> int:
             row.wrapped = new.wrap(old.unwrap(row.wrapped))
             row.master_key_id = new.key_id
             moved += 1
-        return moved
+    # Then the database's key file (an atomic rename): a crash in between leaves it under OLD, and running the
+    # same rotation again moves it (the data keys are then a no-op).
+    rotate_database_key(db.url, old, new)
+    return moved
 
 
 def count_keys(db: Database) -> int:

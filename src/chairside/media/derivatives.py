@@ -24,6 +24,7 @@ from chairside.blobs import BlobStore
 from chairside.context import Context
 from chairside.db.models import Media, MediaDerivative
 from chairside.errors import Problem
+from chairside.keys.keyring import contract_blobs
 from chairside.media import heavy
 from chairside.media.items import not_found
 from chairside.mediafile import MediaError, make_display_jpeg
@@ -76,7 +77,7 @@ def display_copy(ctx: Context, item: Media) -> MediaDerivative:
                 raise Problem(422, "This photo cannot be shown in the browser (it could not be decoded). "
                               "Download the original instead.", code="no-display") from None
         sha = hashlib.sha256(data).hexdigest()
-        ctx.blobs.put_stream(sha, [data])
+        contract_blobs(ctx.blobs, item.contract_id).put_stream(sha, [data])  # the contract's own data key
         fresh = MediaDerivative(media_id=item.id, kind=DISPLAY, sha256=sha, size=len(data), mime="image/jpeg")
         with contextlib.suppress(IntegrityError), ctx.db.session() as s:
             existing = s.get(MediaDerivative, (item.id, DISPLAY))

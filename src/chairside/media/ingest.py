@@ -22,6 +22,7 @@ from chairside.db.engine import Database
 from chairside.db.models import Media, utcnow
 from chairside.errors import Problem
 from chairside.feed import changes
+from chairside.keys.keyring import contract_blobs
 from chairside.media import heavy
 from chairside.mediafile import (
     CorruptMedia,
@@ -127,8 +128,9 @@ def ingest(db: Database, blobs: BlobStore, req: IngestRequest, *, thumbnail_max_
     except (UnsupportedMedia, CorruptMedia) as e:
         raise Problem(422, e.message, code="corrupt-media") from e
     thumb_sha = hashlib.sha256(thumb).hexdigest()
-    blobs.put_stream(thumb_sha, [thumb])
-    blobs.put_file(req.sha256, req.path, verified=True)
+    owned = contract_blobs(blobs, req.contract_id)  # encrypted at rest under the contract's own data key
+    owned.put_stream(thumb_sha, [thumb])
+    owned.put_file(req.sha256, req.path, verified=True)
     item = Media(
         id=req.media_id,
         contract_id=req.contract_id,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from chairside.context import Context
+from chairside.keys.release import Released
 from chairside.keys.tls import client_context
 from chairside.relay.upstream import Upstream
 
@@ -39,6 +40,9 @@ class RelayRuntime:
     cache_clients: dict[int, httpx.AsyncClient] = field(default_factory=dict)
     cache_touched: dict[str, float] = field(default_factory=dict)
     cache_downloads: dict[tuple[int, str], asyncio.Task[bool]] = field(default_factory=dict)
+    # The master key released at boot and its release key, kept in memory to hand stations their shares
+    # (keys/release.py); None when the relay's key is not released at boot.
+    released: Released | None = None
 
 
 def attach(ctx: Context, upstream_url: str, token: str) -> RelayRuntime:
