@@ -44,11 +44,17 @@ def seed(data_dir: Path) -> dict[str, Any]:
     try:
         creds = seed_demo(ctx, Console(quiet=True))
         contract_id = uuid.UUID(str(creds["contract_id"]))
-        create_account(ctx, contract_id, LOGIN, PASSWORD)
+        create_account(ctx, contract_id, LOGIN, PASSWORD, is_admin=True)  # the clinic's admin: 管理 shows
         with ctx.db.read() as s:
             patient = s.scalar(select(Patient).where(Patient.chart_no == "01001"))
             assert patient is not None
             patient_id, clinic_id = patient.id, patient.clinic_id
+            other = s.scalar(select(Patient).where(Patient.chart_no == "01002"))
+            assert other is not None
+        with ctx.db.session() as s:  # the same chart number registered at a relay during an outage: flagged
+            s.add(Patient(contract_id=contract_id, clinic_id=other.clinic_id, chart_no=other.chart_no,
+                          name=other.name, name_kana=other.name_kana, birth_date=None, sex="unknown",
+                          merge_with=other.id))
         visit = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).replace(hour=1, minute=15, second=0, microsecond=0)
         made: dict[str, uuid.UUID] = {}
         rng = random.Random(6)
@@ -147,6 +153,18 @@ def shoot(browser: Any, server: Server, world: dict[str, Any], out: Path) -> lis
     page.goto(f"{server.url}/p/{pid}?compare={media['before.mp4']},{media['after.mp4']}")
     paused_at(page, "#compare", 3.0)
     save(page, "pc-compare")
+    # A contract admin: viewer accounts and stations; the merge flags relays raised during an outage.
+    page.goto(f"{server.url}/")
+    page.click("#admin-open")
+    page.wait_for_selector("#admin-accounts[data-loaded='1']")
+    save(page, "pc-admin-accounts")
+    page.click("#admin-tab-stations")
+    page.wait_for_selector("#admin-stations[data-loaded='1']")
+    save(page, "pc-admin-stations")
+    page.click("#admin-close")
+    page.click("#merge-open")
+    page.wait_for_selector("#merge-list .merge-pair")
+    save(page, "pc-merge-flags")
     page.context.close()
 
     # Tablet: timeline, a photo with its drawing, drawing tools, the import panel.

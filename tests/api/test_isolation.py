@@ -75,7 +75,7 @@ def world(ctx: Context, server: LiveServer, tenant: Tenant, other_tenant: Tenant
     link.raise_for_status()
     return {
         "ids": {"link_id": link.json()["id"], "patient_id": patient["id"], "media_id": item["id"],
-                "account_id": str(viewer.account_id),
+                "account_id": str(viewer.account_id), "clinic_id": str(tenant.clinic_ids[0]),
                 "station_id": stations[0]["id"], "upload_id": upload, "annotation_id": drawing.json()["id"],
                 "sha256": item["sha256"], "path": "generations/0000000000000000/wal/0000000000000001.ltx"},
         "callers": {"other contract's admin": sign_in(server, b_admin),

@@ -95,3 +95,17 @@ def test_no_banner_while_the_plan_has_room(open_page: Callable[..., Any]) -> Non
     page.wait_for_selector("#patient-search")
     page.wait_for_timeout(300)
     assert page.is_hidden("#quota-banner")
+
+
+def test_a_patient_link_opened_signed_out_shows_the_patient_after_signing_in(
+    open_page: Callable[..., Any], world: World
+) -> None:
+    # The page asks for the patient before it knows whether anyone is signed in (to save a round trip); that
+    # answer is a 401, and signing in must fetch the patient again rather than show the refused one (empty).
+    page = open_page(f"/p/{world.patient['id']}", signed_in=False)
+    page.wait_for_selector("form.auth-form")
+    _sign_in(page, world, "受付 PC")
+    page.wait_for_selector(".tile")
+    assert page.locator(".tile").count() == 3
+    assert world.patient["name"] in (page.text_content("#topbar-title") or "")
+    assert not page.js_errors

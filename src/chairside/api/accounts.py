@@ -6,19 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from chairside.api.deps import get_context
 from chairside.api.principal import allow
+from chairside.auth import admin as accounts_admin
 from chairside.auth import audit
 from chairside.auth.accounts import create_account
 from chairside.auth.principal import Principal
 from chairside.context import Context
 from chairside.db.models import Account, Station
 from chairside.errors import Problem
-from chairside.tenancy.service import enroll_station, revoke_station, set_clinic_scope
+from chairside.tenancy.service import enroll_station, new_enroll_code, revoke_station, set_clinic_scope
 
 ScopedT = TypeVar("ScopedT", Account, Station)
 
@@ -48,8 +48,26 @@ class AccountOut(BaseModel):
     disabled_at: datetime | None
 
 
+class DeviceSessionOut(BaseModel):
+    id: uuid.UUID
+    device_name: str
+    user_agent: str
+    address: str
+    since: datetime = Field(description="When this device signed in.")
+    last_seen_at: datetime
+
+
+class AccountWithSession(AccountOut):
+    session: DeviceSessionOut | None = Field(description="The device the account is signed in on now, if any.")
+
+
 class AccountList(BaseModel):
-    items: list[AccountOut]
+    items: list[AccountWithSession]
+
+
+class PasswordIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    password: str = Field(min_length=1, max_length=200, description="The new password (at least 10 characters).")
 
 
 class StationOut(BaseModel):
@@ -60,6 +78,8 @@ class StationOut(BaseModel):
     clinic_scope: list[uuid.UUID] | None
     created_at: datetime
     revoked_at: datetime | None
+    last_contact_at: datetime | None = Field(
+        default=None, description="When it last sent a recording (the latest item stored or upload begun).")
 
 
 class StationList(BaseModel):
@@ -72,6 +92,12 @@ class EnrollIn(BaseModel):
     name: str = Field(min_length=1, max_length=200, examples=["Chair 3"])
 
 
+class EnrollCodeOut(BaseModel):
+    clinic_id: uuid.UUID
+    code: str = Field(description="Shown once: type it into the new station's setup within its lifetime.")
+    expires_at: datetime
+
+
 class Enrolled(BaseModel):
     id: uuid.UUID
     token: str = Field(description="Shown once: the station keeps it and sends it as a Bearer token.")
@@ -82,16 +108,16 @@ def _station_404() -> Problem:
 
 
 def _account_404() -> Problem:
-    return Problem(404, "This account was not found.", code="account-not-found")
+    return accounts_admin.account_not_found()
 
 
 @router.get("/accounts", response_model=AccountList, summary="The contract's viewer accounts")
 def list_accounts(principal: Annotated[Principal, allow("admin")],
                   ctx: Annotated[Context, Depends(get_context)]) -> AccountList:
-    with ctx.db.read() as s:
-        rows = s.scalars(select(Account).where(Account.contract_id == principal.contract_id)
-                         .order_by(Account.login)).all()
-        return AccountList(items=[AccountOut.model_validate(a) for a in rows])
+    views = accounts_admin.list_accounts(ctx, principal)
+    return AccountList(items=[AccountWithSession(
+        **AccountOut.model_validate(v.account).model_dump(),
+        session=DeviceSessionOut(**vars(v.session)) if v.session else None) for v in views])
 
 
 @router.post("/accounts", status_code=201, response_model=AccountOut, summary="Create a viewer account")
@@ -112,13 +138,51 @@ def put_account_scope(account_id: uuid.UUID, body: ScopeIn, principal: Annotated
     return row
 
 
+@router.post("/accounts/{account_id}/password", response_model=AccountOut,
+             summary="Set a new password for an account (its device is signed out at once)")
+def post_password(account_id: uuid.UUID, body: PasswordIn, principal: Annotated[Principal, allow("admin")],
+                  ctx: Annotated[Context, Depends(get_context)]) -> Account:
+    return accounts_admin.reset_password(ctx, principal, account_id, body.password)
+
+
+@router.post("/accounts/{account_id}/disable", response_model=AccountOut,
+             summary="Disable an account: it is signed out at once and cannot sign in")
+def post_disable(account_id: uuid.UUID, principal: Annotated[Principal, allow("admin")],
+                 ctx: Annotated[Context, Depends(get_context)]) -> Account:
+    return accounts_admin.set_disabled(ctx, principal, account_id, True)
+
+
+@router.post("/accounts/{account_id}/enable", response_model=AccountOut, summary="Enable a disabled account again")
+def post_enable(account_id: uuid.UUID, principal: Annotated[Principal, allow("admin")],
+                ctx: Annotated[Context, Depends(get_context)]) -> Account:
+    return accounts_admin.set_disabled(ctx, principal, account_id, False)
+
+
+@router.delete("/accounts/{account_id}/session", status_code=204,
+               summary="Sign an account out of its device (here and at the clinic's relays)")
+def delete_account_session(account_id: uuid.UUID, principal: Annotated[Principal, allow("admin")],
+                           ctx: Annotated[Context, Depends(get_context)]) -> Response:
+    accounts_admin.end_session(ctx, principal, account_id)
+    return Response(status_code=204)
+
+
+@router.post("/clinics/{clinic_id}/enroll-codes", status_code=201, response_model=EnrollCodeOut,
+             summary="A one-time code for enrolling a new station at a clinic")
+def post_enroll_code(clinic_id: uuid.UUID, principal: Annotated[Principal, allow("admin")],
+                     ctx: Annotated[Context, Depends(get_context)]) -> EnrollCodeOut:
+    try:
+        code, expires = new_enroll_code(ctx, clinic_id, principal)
+    except LookupError:
+        raise Problem(404, "This clinic was not found.", code="clinic-not-found") from None
+    return EnrollCodeOut(clinic_id=clinic_id, code=code, expires_at=expires)
+
+
 @router.get("/stations", response_model=StationList, summary="The contract's capture stations")
 def list_stations(principal: Annotated[Principal, allow("admin")],
                   ctx: Annotated[Context, Depends(get_context)]) -> StationList:
-    with ctx.db.read() as s:
-        rows = s.scalars(select(Station).where(Station.contract_id == principal.contract_id)
-                         .order_by(Station.name)).all()
-        return StationList(items=[StationOut.model_validate(r) for r in rows])
+    views = accounts_admin.list_stations(ctx, principal)
+    return StationList(items=[StationOut.model_validate(v.station).model_copy(
+        update={"last_contact_at": v.last_contact_at}) for v in views])
 
 
 @router.put("/stations/{station_id}/scope", response_model=StationOut, summary="Set which clinics a station sees")

@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from chairside.api.deps import get_context
@@ -23,6 +23,8 @@ class ClinicOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: uuid.UUID
     name: str
+    tooth_notation: str = Field(default="fdi", description="How tooth numbers are shown for this clinic's "
+                                "patients: fdi (16) or palmer (6┘); PUT /api/v1/clinics/{id}/tooth-notation")
 
 
 class ClinicList(BaseModel):

@@ -32,7 +32,8 @@ POLL_EVERY_S = 0.25
 class FeedEvent(BaseModel):
     seq: int
     kind: str = Field(description="contract, clinic, station, account, session, patient, media, media.purged "
-                      "(a tombstone), annotation, annotation.deleted (a tombstone) or media.tags")
+                      "(a tombstone), annotation, annotation.deleted (a tombstone), media.tags, media.teeth, "
+                      "note, or patient.merged (a tombstone)")
     id: uuid.UUID = Field(description="The id of the row the event is about")
     clinic_id: uuid.UUID | None = Field(description="The clinic whose visibility governs the event; null: all")
     at: datetime

@@ -6,6 +6,7 @@ import base64
 import binascii
 import sys
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -13,6 +14,7 @@ import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from chairside.api.deps import get_context
 from chairside.api.patients import READERS, WRITERS
@@ -25,6 +27,7 @@ from chairside.context import Context
 from chairside.db.models import Media
 from chairside.errors import Problem
 from chairside.media import move, trash
+from chairside.media import teeth as media_teeth
 from chairside.media.items import not_found
 from chairside.media.ranges import BlobResponse
 from chairside.patients.service import not_found as patient_not_found
@@ -57,6 +60,8 @@ def list_patient_media(
     trash: Annotated[bool, Query(description="List the items in the trash instead")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     cursor: str | None = None,
+    tooth: Annotated[list[int] | None, Query(
+        description="Only items that show this tooth (FDI, e.g. 16); repeat for any of several")] = None,
 ) -> MediaList:
     with ctx.db.read() as s:
         if visibility.patient(s, principal, patient_id) is None:
@@ -65,6 +70,8 @@ def list_patient_media(
         q = q.where(Media.deleted_at.is_not(None) if trash else Media.deleted_at.is_(None))
         if kind:
             q = q.where(Media.kind == kind)
+        if tooth:
+            q = q.where(media_teeth.shows_any(media_teeth.clean(tooth)))
         if cursor:
             when, ident = _parse_cursor(cursor)
             q = q.where(or_(Media.captured_at < when, (Media.captured_at == when) & (Media.id < ident)))
@@ -72,11 +79,22 @@ def list_patient_media(
         more = len(rows) > limit
         rows = rows[:limit]
         page = MediaList(
-            items=[MediaOut.model_validate(m) for m in rows],
+            items=_with_teeth(s, rows),
             next_cursor=_cursor(rows[-1]) if more else None,
         )
     audit.record(ctx, principal, "patient.media", patient_id=patient_id)
     return page
+
+
+def _with_teeth(s: Session, rows: Sequence[Media]) -> list[MediaOut]:
+    """The items as the API shows them, each with its teeth (media/teeth.py; one query for the page)."""
+    teeth = media_teeth.of_items(s, [m.id for m in rows])
+    return [MediaOut.model_validate(m).model_copy(update={"teeth": teeth.get(m.id, [])}) for m in rows]
+
+
+def _out(ctx: Context, item: Media) -> MediaOut:
+    with ctx.db.read() as s:
+        return _with_teeth(s, [item])[0]
 
 
 def _item(ctx: Context, principal: Principal, media_id: uuid.UUID, *, include_deleted: bool = False) -> Media:
@@ -140,10 +158,10 @@ def get_media(
     media_id: uuid.UUID,
     principal: Annotated[Principal, allow(*READERS)],
     ctx: Annotated[Context, Depends(get_context)],
-) -> Media:
+) -> MediaOut:
     item = _item(ctx, principal, media_id, include_deleted=True)
     audit.record(ctx, principal, "media.read", patient_id=item.patient_id, media_id=item.id)
-    return item
+    return _out(ctx, item)
 
 
 _CONTENT_RESPONSES: dict[int | str, dict[str, object]] = {
@@ -214,8 +232,8 @@ def patch_media(
     body: MediaPatch,
     principal: Annotated[Principal, allow("admin", "viewer")],
     ctx: Annotated[Context, Depends(get_context)],
-) -> Media:
-    return move.move(ctx, principal, media_id, body.patient_id)  # audited, in the feed (media/move.py)
+) -> MediaOut:
+    return _out(ctx, move.move(ctx, principal, media_id, body.patient_id))  # audited, in the feed (media/move.py)
 
 
 @router.delete("/media/{media_id}", response_model=MediaOut, summary="Move an item to the trash (restorable)")
@@ -223,10 +241,10 @@ def trash_media(
     media_id: uuid.UUID,
     principal: Annotated[Principal, allow(*WRITERS)],
     ctx: Annotated[Context, Depends(get_context)],
-) -> Media:
+) -> MediaOut:
     with ctx.db.session() as s:
         item, _ = trash.trash(ctx, s, principal, media_id)
-        return item
+    return _out(ctx, item)
 
 
 @router.post("/media/{media_id}/restore", response_model=MediaOut, summary="Take an item out of the trash")
@@ -234,10 +252,10 @@ def restore_media(
     media_id: uuid.UUID,
     principal: Annotated[Principal, allow(*WRITERS)],
     ctx: Annotated[Context, Depends(get_context)],
-) -> Media:
+) -> MediaOut:
     with ctx.db.session() as s:
         item, _ = trash.restore(ctx, s, principal, media_id)
-        return item
+    return _out(ctx, item)
 
 
 @router.post("/media/{media_id}/purge", status_code=204, summary="Delete an item in the trash for good")

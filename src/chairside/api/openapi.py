@@ -72,6 +72,10 @@ EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/plan-requests"): (409,),
     ("GET", "/api/v1/exports/zip"): (404,),
     ("POST", "/api/v1/exports/zip"): (404,),
+    ("POST", "/api/v1/patients/{patient_id}/merge"): (409,),
+    ("POST", "/api/v1/patients/{patient_id}/keep-apart"): (409,),
+    ("POST", "/api/v1/accounts/{account_id}/disable"): (409,),
+    ("PUT", "/api/v1/clinics/{clinic_id}/tooth-notation"): (409,),
 }
 
 

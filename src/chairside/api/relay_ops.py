@@ -21,7 +21,8 @@ class OpIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     op_id: uuid.UUID = Field(description="Made by the relay when it recorded the write; the cloud applies it once")
     kind: Literal["patient.create", "patient.update", "media.trash", "media.restore", "annotation.put",
-                  "annotation.delete", "media.tags", "session.signin"]
+                  "annotation.delete", "media.tags", "session.signin", "media.teeth", "note.put",
+                  "media.move"]
     body: dict[str, Any] = Field(description="As documented in docs/replication.md for each kind")
 
 

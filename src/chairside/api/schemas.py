@@ -51,6 +51,8 @@ class MediaOut(BaseModel):
     station_id: uuid.UUID | None
     created_at: datetime
     deleted_at: datetime | None = Field(description="Set while the item is in the trash.")
+    teeth: list[int] = Field(default_factory=list, description="The teeth the item shows, FDI two-digit numbers, "
+                             "sorted (PUT /api/v1/media/{id}/teeth).")
 
 
 class MediaList(BaseModel):

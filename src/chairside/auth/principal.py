@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -92,7 +92,43 @@ def relay_principal(ctx: Context, token: str, address: str) -> Principal:
 
 
 def session_principal(ctx: Context, token: str, address: str) -> Principal:
+    """The device session's caller. Most requests only read (no write lock: a page's thumbnails, asked for
+    at once, do not queue behind one another's audit writes for it); a session whose last_seen_at is due
+    (every 30 s) or that has lapsed is settled in a write transaction."""
     now = utcnow()
+    with ctx.db.read() as s:
+        row = s.execute(
+            select(DeviceSession, Account).join(Account, Account.id == DeviceSession.account_id)
+            .where(DeviceSession.token_hash == token_hash(token))
+        ).one_or_none()
+    if row is None:
+        raise sign_in_first()
+    session, account = row
+    if session.ended_at is None and (
+        now - session.last_seen_at >= _TOUCH_EVERY or session.expires_at <= now
+        or session.last_seen_at <= now - timedelta(seconds=ctx.settings.session_idle_s)
+    ):
+        return _session_principal_writing(ctx, token, address, now)
+    if session.ended_at is not None:
+        raise ended_message(session)
+    if account.disabled_at is not None:
+        raise _disabled()
+    return _principal_of(session, account, address)
+
+
+def _disabled() -> Problem:
+    return Problem(401, "This account has been disabled. Ask the clinic's administrator.",
+                   code="account-disabled", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _principal_of(session: DeviceSession, account: Account, address: str) -> Principal:
+    return Principal("admin" if account.is_admin else "viewer", account.contract_id, _scope(account.clinic_scope),
+                     account_id=account.id, session_id=session.id, name=account.login,
+                     device=session.device_name, address=address)
+
+
+def _session_principal_writing(ctx: Context, token: str, address: str, now: datetime) -> Principal:
+    """As session_principal, under the write lock: ends a lapsed session, or records that it was seen now."""
     with ctx.db.session() as s:
         row = s.execute(
             select(DeviceSession, Account).join(Account, Account.id == DeviceSession.account_id)
@@ -108,14 +144,11 @@ def session_principal(ctx: Context, token: str, address: str) -> Principal:
         if session.ended_at is not None:
             problem = ended_message(session)
         elif account.disabled_at is not None:
-            problem = Problem(401, "This account has been disabled. Ask the clinic's administrator.",
-                              code="account-disabled", headers={"WWW-Authenticate": "Bearer"})
+            problem = _disabled()
         else:
             problem = None
             if now - session.last_seen_at >= _TOUCH_EVERY:
                 s.execute(update(DeviceSession).where(DeviceSession.id == session.id).values(last_seen_at=now))
     if problem is not None:
         raise problem
-    return Principal("admin" if account.is_admin else "viewer", account.contract_id, _scope(account.clinic_scope),
-                     account_id=account.id, session_id=session.id, name=account.login,
-                     device=session.device_name, address=address)
+    return _principal_of(session, account, address)

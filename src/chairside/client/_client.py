@@ -15,6 +15,7 @@ import httpx
 from chairside.client._errors import ChairsideError, UploadFailed
 from chairside.client._failover import FailoverTransport
 from chairside.client._ids import uuid7
+from chairside.client._pin import pinned_transport, require_https
 
 Progress = Callable[[int, int], None]
 T = TypeVar("T")
@@ -56,7 +57,14 @@ class Client:
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         chunk_checksums: bool | None = None,
+        pin: str | None = None,
     ) -> None:
+        # `pin`: the relay's certificate fingerprint recorded at enrollment (client/_pin.py): only that
+        # certificate is accepted, checked in the TLS handshake before anything is sent; http:// is refused.
+        if pin is not None:
+            require_https([base_url] if isinstance(base_url, str) else list(base_url))
+            if transport is None:
+                transport = pinned_transport(pin)
         # Several addresses (a primary and its mirror): the client follows the primary of the newest epoch.
         self.failover = None if isinstance(base_url, str) else FailoverTransport(base_url, transport)
         if self.failover is not None:
@@ -88,6 +96,18 @@ class Client:
         _raise_for(response)
         return response.json()
 
+    # -- the relay's key (docs/relay.md) ------------------------------------------------------
+    def relay_key_share(self) -> dict[str, Any]:
+        """This station's share of the relay's key (`relay_id`, `release_key_id`, `share`): keep it, and give it back
+        with :meth:`unlock_relay` when the relay answers 503 `relay-locked` (it booted without the cloud)."""
+        result: dict[str, Any] = self._json("GET", "/api/v1/relay/key-share")
+        return result
+
+    def unlock_relay(self, share: str) -> dict[str, Any]:
+        """Release a locked relay's key with this station's share."""
+        result: dict[str, Any] = self._json("POST", "/api/v1/relay/unlock", json={"share": share})
+        return result
+
     # -- patients ---------------------------------------------------------------------------
     def create_patient(
         self,
@@ -116,14 +136,18 @@ class Client:
         return result
 
     # -- media ------------------------------------------------------------------------------
-    def list_media(self, patient_id: str | uuid.UUID, *, kind: str | None = None) -> list[dict[str, Any]]:
-        """Every (non-deleted) item of the patient, newest first, following the pages."""
+    def list_media(self, patient_id: str | uuid.UUID, *, kind: str | None = None,
+                   tooth: int | None = None) -> list[dict[str, Any]]:
+        """Every (non-deleted) item of the patient, newest first, following the pages; with `tooth` (FDI, e.g.
+        16), only the items that show it."""
         items: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
             params: dict[str, Any] = {"limit": 1000}
             if kind:
                 params["kind"] = kind
+            if tooth is not None:
+                params["tooth"] = tooth
             if cursor:
                 params["cursor"] = cursor
             page = self._json("GET", f"/api/v1/patients/{patient_id}/media", params=params)
@@ -135,6 +159,11 @@ class Client:
     def get_media(self, media_id: str | uuid.UUID) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", f"/api/v1/media/{media_id}")
         return result
+
+    def set_teeth(self, media_id: str | uuid.UUID, teeth: list[int]) -> list[int]:
+        """Replace the teeth an item shows (FDI numbers: 11–48, 51–85); answers the stored set, sorted."""
+        result: dict[str, Any] = self._json("PUT", f"/api/v1/media/{media_id}/teeth", json={"teeth": list(teeth)})
+        return list(result["teeth"])
 
     def iter_content(
         self, media_id: str | uuid.UUID, start: int = 0, end: int | None = None, *, chunk_size: int = 1 << 20

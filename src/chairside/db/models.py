@@ -91,6 +91,9 @@ class Clinic(Base):
     contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # How the viewer shows tooth numbers for this clinic's patients: "fdi" (16) or "palmer" (6┘, the
+    # Japanese Zsigmondy–Palmer form); stored numbers are FDI either way (domain/teeth.py).
+    tooth_notation: Mapped[str] = mapped_column(String(10), default="fdi", server_default="fdi")
 
 
 class Station(Base):
@@ -155,7 +158,8 @@ class DeviceSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    end_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)  # signout | takeover | idle
+    # signout | takeover | idle, or an admin's act (auth/admin.py): admin | password-reset | disabled
+    end_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
     ended_by_device: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
@@ -313,6 +317,35 @@ class MediaTag(Base):
     tag: Mapped[str] = mapped_column(String(40), primary_key=True)
     contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MediaTooth(Base):
+    """A tooth an item shows, by its FDI number (domain/teeth.py); an item has a set of them. The primary key
+    (media_id, tooth) answers "which teeth" for an item and "does it show tooth N" in one index probe."""
+
+    __tablename__ = "media_teeth"
+    media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), primary_key=True)
+    tooth: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"))
+
+
+class Note(Base):
+    """Free text about a media item or a patient (media/notes.py): one per item or patient, by its id.
+    Cleared is "" (kept, so the latest write wins wherever it was made: relay or cloud)."""
+
+    __tablename__ = "notes"
+    entity_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # the media item's or the patient's id
+    kind: Mapped[str] = mapped_column(String(10))  # media | patient
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
+    # The same id again, as the one foreign key that applies: a purge or a patient's removal takes the note.
+    media_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), nullable=True,
+                                                       index=True)
+    patient_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"),
+                                                         nullable=True, index=True)
+    text: Mapped[str] = mapped_column(String(2000), default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    author_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)  # the account (or station)
+    author_name: Mapped[str] = mapped_column(String(200), default="")
 
 
 class MediaDerivative(Base):

@@ -9,8 +9,9 @@ item, its patient's clinic), None for contract-wide events.
 
 Kinds: contract, clinic, station, account, session (an account's latest sign-in), patient, media,
 media.purged (a tombstone), annotation, annotation.deleted (a tombstone), media.tags (an item's whole
-set). Accounts travel with their password hash, so a relay signs its clinic's viewer accounts in while
-the internet is down (docs/relay.md, "The viewer at the relay").
+set), patient.merged (a tombstone: merged into another patient), media.teeth (an item's whole set of
+tooth numbers), note (an item's or a patient's note). Accounts travel with their password hash, so a
+relay signs its clinic's viewer accounts in while the internet is down (docs/relay.md, "The viewer at the relay").
 Followers read it through `GET /api/v1/feed` (api/feed.py, `read`); docs/replication.md.
 """
 
@@ -26,12 +27,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from chairside.db.engine import Database
-from chairside.db.models import Account, Annotation, Change, Clinic, Contract, Media, Patient, Station
+from chairside.db.models import Account, Annotation, Change, Clinic, Contract, Media, Note, Patient, Station
 from chairside.feed.rows import to_json
 
 _Row = TypeVar("_Row", Patient, Media)
 KINDS = ("contract", "clinic", "station", "account", "session", "patient", "media", "media.purged", "annotation",
-         "annotation.deleted", "media.tags")
+         "annotation.deleted", "media.tags", "patient.merged", "media.teeth", "note")
 # Contract fields a follower needs (its quota, by name); not the contacts or the billing facts.
 _CONTRACT_PRIVATE = frozenset({"contact_emails", "cancellation_notice_on", "feed_seq"})
 
@@ -92,6 +93,14 @@ def patient_changed(s: Session, patient: Patient) -> int:
     return emit(s, patient.contract_id, "patient", patient.id, to_json(patient), clinic_id=patient.clinic_id)
 
 
+def patient_merged(s: Session, contract_id: uuid.UUID, patient_id: uuid.UUID, clinic_id: uuid.UUID,
+                   into: uuid.UUID) -> int:
+    """A tombstone: the patient was merged into `into` and removed (patients/merge.py); its items were moved
+    by their own events first. Followers move what they still hold of it, then drop it."""
+    return emit(s, contract_id, "patient.merged", patient_id, {"id": str(patient_id), "into": str(into)},
+                clinic_id=clinic_id)
+
+
 def media_changed(s: Session, item: Media) -> int:
     s.flush()
     return emit(s, item.contract_id, "media", item.id, to_json(item), clinic_id=_patient_clinic(s, item.patient_id))
@@ -120,6 +129,19 @@ def tags_changed(s: Session, contract_id: uuid.UUID, media_id: uuid.UUID, patien
     """An item's whole tag set, as it now is."""
     return emit(s, contract_id, "media.tags", media_id, {"id": str(media_id), "tags": list(tags)},
                 clinic_id=_patient_clinic(s, patient_id))
+
+
+def teeth_changed(s: Session, contract_id: uuid.UUID, media_id: uuid.UUID, patient_id: uuid.UUID,
+                  teeth: list[int]) -> int:
+    """An item's whole set of tooth numbers, as it now is (media/teeth.py)."""
+    return emit(s, contract_id, "media.teeth", media_id, {"id": str(media_id), "teeth": list(teeth)},
+                clinic_id=_patient_clinic(s, patient_id))
+
+
+def note_changed(s: Session, row: Note, patient_id: uuid.UUID) -> int:
+    """An item's or a patient's note as it now is ("" when cleared; media/notes.py)."""
+    s.flush()
+    return emit(s, row.contract_id, "note", row.entity_id, to_json(row), clinic_id=_patient_clinic(s, patient_id))
 
 
 def _patient_clinic(s: Session, patient_id: uuid.UUID) -> uuid.UUID | None:

@@ -30,6 +30,7 @@ from chairside.domain.hlc import is_valid, newer
 from chairside.errors import Problem
 from chairside.feed import changes, viewer_ops
 from chairside.media import trash
+from chairside.patients import merge
 from chairside.patients.fields import PatientPatch
 from chairside.patients.search import index_patient
 from chairside.patients.service import FIELDS, field_json
@@ -178,6 +179,9 @@ def _patient_create(ctx: Context, s: Session, principal: Principal, body: Patien
 def _patient_update(ctx: Context, s: Session, principal: Principal, body: PatientUpdateBody) -> dict[str, Any]:
     patient = visibility.patient(s, principal, body.id)
     if patient is None:
+        kept = merge.resolve(s, principal, body.id)
+        if kept is not None:  # merged meanwhile (patients/merge.py): the edit of a removed patient changes nothing
+            return {"id": str(body.id), "merged_into": str(kept.id), "merge_with": None, "applied_fields": []}
         raise patient_not_found()
     return _patient_result(patient, _merge_fields(ctx, s, principal, patient, body.fields, body.clocks))
 

@@ -8,6 +8,8 @@ viewer writes there is recorded in the relay's outbox (relay/viewer.py) and arri
   relay's drawing is the newer one: it was saved after the version it replaced was seen there.
 - annotation.delete  {id, media_id}
 - media.tags         {id, tags}              the item's whole tag set, as set at the relay
+- media.move         {id, patient_id, from_patient_id, at}   an item moved to another patient (media/move.py);
+  the cloud's answer wins when the item was moved here meanwhile (`_media_move`)
 - session.signin     {account_id, session_id, device_name, at}
   The one-device rule across the relay and the cloud, latest sign-in wins: the cloud's sessions of
   the account started before `at` end ("signed in elsewhere", naming the relay's device); when the
@@ -30,13 +32,16 @@ from sqlalchemy.orm import Session
 from chairside.auth import audit
 from chairside.auth.principal import Principal
 from chairside.db.models import Account, Annotation, DeviceSession, MediaTag, Station, utcnow
-from chairside.feed import changes
+from chairside.feed import changes, dentistry_ops
+from chairside.media import move
 from chairside.media.annotations import MAX_SHAPES, Shape
 from chairside.media.items import not_found as media_not_found
 from chairside.media.tags import MAX_TAGS, clean_tags
+from chairside.patients import merge
 from chairside.tenancy import visibility
 
-KINDS = ("annotation.put", "annotation.delete", "media.tags", "session.signin")
+KINDS = ("annotation.put", "annotation.delete", "media.tags", "session.signin", "media.move",
+         *dentistry_ops.KINDS)  # tooth numbers and notes: feed/dentistry_ops.py
 
 
 class AnnotationPut(BaseModel):
@@ -60,6 +65,13 @@ class MediaTags(BaseModel):
     tags: list[str] = Field(max_length=MAX_TAGS)
 
 
+class MediaMove(BaseModel):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    from_patient_id: uuid.UUID | None = None
+    at: datetime | None = None
+
+
 class SessionSignIn(BaseModel):
     account_id: uuid.UUID
     session_id: uuid.UUID
@@ -68,7 +80,8 @@ class SessionSignIn(BaseModel):
 
 
 MODELS: dict[str, type[BaseModel]] = {"annotation.put": AnnotationPut, "annotation.delete": AnnotationDelete,
-                                      "media.tags": MediaTags, "session.signin": SessionSignIn}
+                                      "media.tags": MediaTags, "session.signin": SessionSignIn,
+                                      "media.move": MediaMove, **dentistry_ops.MODELS}
 
 
 def _audit(s: Session, principal: Principal, action: str, **kwargs: Any) -> None:
@@ -78,12 +91,16 @@ def _audit(s: Session, principal: Principal, action: str, **kwargs: Any) -> None
 
 
 def apply(s: Session, principal: Principal, parsed: BaseModel) -> dict[str, Any]:
+    if type(parsed) in dentistry_ops.MODELS.values():
+        return dentistry_ops.apply(s, principal, parsed)
     if isinstance(parsed, AnnotationPut):
         return _annotation_put(s, principal, parsed)
     if isinstance(parsed, AnnotationDelete):
         return _annotation_delete(s, principal, parsed)
     if isinstance(parsed, MediaTags):
         return _media_tags(s, principal, parsed)
+    if isinstance(parsed, MediaMove):
+        return _media_move(s, principal, parsed)
     assert isinstance(parsed, SessionSignIn)
     return _session_signin(s, principal, parsed)
 
@@ -154,6 +171,29 @@ def _media_tags(s: Session, principal: Principal, body: MediaTags) -> dict[str, 
                detail={"tags": wanted, "via": "relay"})
         changes.tags_changed(s, principal.contract_id, item.id, item.patient_id, wanted)
     return {"id": str(item.id), "tags": wanted}
+
+
+def _media_move(s: Session, principal: Principal, body: MediaMove) -> dict[str, Any]:
+    """A move made at the relay (media/move.py). The cloud's answer wins: when the item is no longer under the
+    patient the relay moved it from (moved here meanwhile), the relay's move is not applied; the answer and a
+    feed event give the relay the cloud's patient back. A target merged meanwhile is followed to the kept one."""
+    item = visibility.media_item(s, principal, body.id, include_deleted=True)
+    if item is None:
+        raise media_not_found()  # 404: retried (its upload may still be on its way)
+    target = merge.resolve(s, principal, body.patient_id)
+    if target is None:
+        raise move.unknown_patient()  # 422: the relay marks the op failed (its patient never reached the cloud)
+    if item.patient_id == target.id:
+        return {"id": str(item.id), "patient_id": str(item.patient_id), "moved": False}
+    source = merge.resolve(s, principal, body.from_patient_id) if body.from_patient_id is not None else None
+    if body.from_patient_id is not None and (source is None or source.id != item.patient_id):
+        _audit(s, principal, "media.move.conflict", patient_id=item.patient_id, media_id=item.id,
+               detail={"via": "relay", "from_patient_id": str(body.from_patient_id),
+                       "to_patient_id": str(target.id), "kept_patient_id": str(item.patient_id)})
+        changes.media_changed(s, item)  # the relay skipped the cloud's events while its move was pending
+        return {"id": str(item.id), "patient_id": str(item.patient_id), "moved": False, "conflict": True}
+    move.refile(s, principal, item, target.id, {"via": "relay"})
+    return {"id": str(item.id), "patient_id": str(target.id), "moved": True}
 
 
 def _session_signin(s: Session, principal: Principal, body: SessionSignIn) -> dict[str, Any]:

@@ -19,6 +19,7 @@ How each kind is applied:
 - media: the row as the cloud has it (a trash or restore made here and not yet sent wins);
   the cloud having it confirms the blob, so its pin in the cache is lifted.
 - media.purged: the row goes; its blobs go too unless another row uses them or they are pinned.
+- media.teeth, note: an item's tooth numbers, an item's or a patient's note (relay/dentistry.py).
 
 One bad event is logged and skipped (in its own savepoint), never allowed to stop the feed.
 """
@@ -54,7 +55,7 @@ from chairside.db.models import (
 from chairside.domain.hlc import Clock, is_valid, newer
 from chairside.feed.rows import from_json, upsert
 from chairside.patients.search import index_patient
-from chairside.relay import cache, viewer
+from chairside.relay import cache, dentistry, viewer
 from chairside.relay.prefetch import Prefetcher, Wanted
 from chairside.relay.runtime import FollowerStatus, runtime_of
 from chairside.relay.upstream import Upstream
@@ -160,6 +161,8 @@ def _apply_event(ctx: Context, s: Session, clock: Clock, event: dict[str, Any], 
         upsert(s, Account, body)  # with its password hash: the viewer signs in here offline (relay/viewer.py)
     elif kind == "session":
         viewer.session_event(s, body)  # the account's latest sign-in elsewhere: older sessions here end
+    elif kind in ("media.teeth", "note"):
+        dentistry.feed_event(s, kind, body)  # tooth numbers and notes written elsewhere (relay/dentistry.py)
     elif kind in ("annotation", "annotation.deleted", "media.tags"):
         viewer.drawing_or_tags_event(s, kind, body)  # the viewer's writes made elsewhere (relay/viewer.py)
     elif kind == "patient":
@@ -168,6 +171,8 @@ def _apply_event(ctx: Context, s: Session, clock: Clock, event: dict[str, Any], 
         _apply_media(ctx, s, body, applied)
     elif kind == "media.purged":
         _apply_purge(s, body, applied)
+    elif kind == "patient.merged":
+        viewer.patient_merged(s, body)  # merged into another patient at the cloud (patients/merge.py)
     else:
         log.info("feed event kind %r is not known to this relay version; ignored", kind)
 
@@ -262,6 +267,8 @@ def _apply_media(ctx: Context, s: Session, body: dict[str, Any], applied: Applie
     else:
         if _pending_trash(s, row.id):
             values.pop("deleted_at", None)  # a trash or restore made here, not yet sent, is newer
+        if viewer.move_pending(s, row.id):
+            values.pop("patient_id", None)  # a move made here, not yet answered, is newer (media/move.py)
         if (row.thumb_sha256 and values.get("thumb_sha256") != row.thumb_sha256
                 and ctx.blobs.stat(row.thumb_sha256) is not None):
             values.pop("thumb_sha256", None)  # keep the preview made here rather than fetch another one

@@ -184,6 +184,10 @@ class Uploader:
         with self.ctx.db.session() as s:
             viewer.superseded(s, op.body, result)
 
+    def _moved(self, op: Op, result: dict[str, Any]) -> None:
+        with self.ctx.db.session() as s:
+            viewer.moved(s, op.body, result)
+
     async def _send_op(self, op: Op) -> None:
         response = await self.client.post(
             "/api/v1/relay/ops", json={"op_id": str(op.op_id), "kind": op.kind, "body": op.body})
@@ -192,6 +196,8 @@ class Uploader:
             await anyio.to_thread.run_sync(queue.mark_done, self.ctx, op)
             if op.kind == "session.signin":  # the cloud may hold a later sign-in: this one ends (relay/viewer.py)
                 await anyio.to_thread.run_sync(self._superseded, op, response.json().get("result") or {})
+            if op.kind == "media.move":  # the cloud's patient for the item wins (relay/viewer.py `moved`)
+                await anyio.to_thread.run_sync(self._moved, op, response.json().get("result") or {})
             return
         why = problem_text(response)
         if response.status_code == 404:  # retried

@@ -39,8 +39,9 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from chairside.db.models import Annotation, DeviceSession, Media, MediaTag, OutboxOp, utcnow
+from chairside.db.models import Annotation, DeviceSession, Media, MediaTag, OutboxOp, Patient, PatientSearchTerm, utcnow
 from chairside.feed.rows import upsert
+from chairside.patients import merge
 from chairside.relay import outbox
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,40 @@ def drawing_or_tags_event(s: Session, kind: str, body: dict[str, Any]) -> None:
         s.execute(delete(Annotation).where(Annotation.id == uuid.UUID(str(body["id"]))))
     else:
         upsert(s, Annotation, body)
+
+
+def move_pending(s: Session, media_id: uuid.UUID) -> bool:
+    """A move of the item made here and not yet answered by the cloud: the feed's patient for it is older."""
+    return _pending(s, media_id, ("media.move",))
+
+
+def moved(s: Session, body: dict[str, Any], result: dict[str, Any]) -> None:
+    """The cloud's answer to a media.move: its patient for the item wins (it differs when the item was moved at
+    the cloud meanwhile: media/move.py). Taken when that patient is known here."""
+    answer = result.get("patient_id")
+    if not isinstance(answer, str):
+        return
+    item, patient_id = s.get(Media, uuid.UUID(str(body["id"]))), uuid.UUID(answer)
+    if item is not None and item.patient_id != patient_id and s.get(Patient, patient_id) is not None:
+        log.info("media %s: moved here to %s, the cloud keeps it under %s", item.id, body.get("patient_id"), answer)
+        item.patient_id = patient_id
+
+
+def patient_merged(s: Session, body: dict[str, Any]) -> None:
+    """The feed's `patient.merged` tombstone (patients/merge.py): what this relay holds of the removed patient
+    goes to the kept one, then the patient goes. When the kept one is not replicated here, nothing changes."""
+    gone, into = uuid.UUID(str(body["id"])), uuid.UUID(str(body["into"]))
+    row = s.get(Patient, gone)
+    if row is None:
+        return
+    if s.get(Patient, into) is None:
+        log.warning("patient %s was merged into %s, which this relay does not replicate; kept here", gone, into)
+        return
+    s.execute(update(Media).where(Media.patient_id == gone).values(patient_id=into)
+              .execution_options(synchronize_session="fetch"))
+    merge.repoint(s, gone, into)
+    s.execute(delete(PatientSearchTerm).where(PatientSearchTerm.patient_id == gone))
+    s.delete(row)
 
 
 def superseded(s: Session, body: dict[str, Any], result: dict[str, Any]) -> None:

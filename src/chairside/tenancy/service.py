@@ -66,16 +66,21 @@ def create_station(ctx: Context, clinic_id: uuid.UUID, name: str) -> tuple[Stati
 
 
 
-def new_enroll_code(ctx: Context, clinic_id: uuid.UUID) -> tuple[str, datetime]:
-    """A one-time code (shown once) that a new station exchanges for its token."""
+def new_enroll_code(ctx: Context, clinic_id: uuid.UUID, principal: Principal | None = None) -> tuple[str, datetime]:
+    """A one-time code (shown once) that a new station exchanges for its token. With a `principal` (a contract
+    admin in the viewer) the clinic must be of its contract (LookupError otherwise) and the code is audited
+    (`station.enroll_code`, never the code itself) in the same transaction."""
     code = "-".join(secrets.token_hex(2).upper() for _ in range(4))  # e.g. 3F2A-09BC-77E1-D004
     expires = utcnow() + timedelta(seconds=ctx.settings.enroll_code_ttl_s)
     with ctx.db.session() as s:
         clinic = s.get(Clinic, clinic_id)
-        if clinic is None:
+        if clinic is None or (principal is not None and clinic.contract_id != principal.contract_id):
             raise LookupError(f"no clinic {clinic_id}")
         s.add(EnrollmentCode(contract_id=clinic.contract_id, clinic_id=clinic.id,
                              code_hash=token_hash(code.replace("-", "").upper()), expires_at=expires))
+        if principal is not None:
+            audit.add(s, principal, "station.enroll_code",
+                      detail={"clinic_id": str(clinic.id), "expires_at": expires.isoformat()})
     return code, expires
 
 

@@ -34,6 +34,7 @@ from chairside.db.engine import rowcount
 from chairside.db.models import Media, Station, Upload, utcnow
 from chairside.errors import Problem
 from chairside.media.ingest import IngestRequest, ingest
+from chairside.patients import merge
 from chairside.quota import usage
 from chairside.tenancy import visibility
 from chairside.uploads import clusterlock, s3stream, tus
@@ -78,7 +79,8 @@ def create(ctx: Context, principal: Principal, upload_id: str, length: int, meta
     if ctx.role.checks_free_disk:
         check_disk(ctx, length)
     with ctx.db.session() as s:
-        if visibility.patient(s, principal, patient_id) is None:
+        patient = merge.resolve(s, principal, patient_id)  # a patient merged meanwhile: the kept one
+        if patient is None:
             raise Problem(422, "The patient this file is for was not found. Check the patient, "
                           "or refresh the patient list and try again.", code="unknown-patient",
                           headers=tus.base_headers())
@@ -107,7 +109,7 @@ def create(ctx: Context, principal: Principal, upload_id: str, length: int, meta
                 count_accepted_over_quota(s)
                 over_limit = False
         upload = Upload(
-            id=upload_id, contract_id=principal.contract_id, patient_id=patient_id,
+            id=upload_id, contract_id=principal.contract_id, patient_id=patient.id,
             media_id=media_id, station_id=station_id, filename=filename,
             captured_at=captured_at, length=length, offset=0,
             upload_metadata=raw_metadata or "", expected_sha256=expected,

@@ -2,10 +2,12 @@
 // timeline, the player/photo viewer, compare, and imports. Routes: / and /p/{patient_id}[?m=…|?compare=…].
 
 import { api, events, setCsrf } from './api.js';
+import { openAdmin } from './admin.js';
 import { h, replace } from './dom.js';
 import { applyLang, onLangChange, t, warmFormats } from './i18n.js';
 import { icon } from './icons.js';
 import { Compare } from './compare.js';
+import { renderMergeBanner } from './merge-flags.js';
 import { openPatientForm } from './patient-form.js';
 import { SearchPane } from './search.js';
 import { messageFor, renderSignIn, renderTakenOver, startHeartbeat, stopHeartbeat } from './session.js';
@@ -52,6 +54,10 @@ function navigate(path, { replaceState = false, overlay = false } = {}) {
 }
 
 function closeOverlays() {
+  if (document.getElementById('admin-backdrop')) { // the admin panel (admin.js) and its sheets
+    document.querySelectorAll('#admin-backdrop, .admin-sheet-backdrop').forEach((el) => el.remove());
+    document.body.classList.remove('has-overlay');
+  }
   if (state.viewer) { const v = state.viewer; state.viewer = null; v.onClose = () => {}; v.close(); }
   if (state.compare) { const c = state.compare; state.compare = null; c.onClose = () => {}; c.close(); }
 }
@@ -86,6 +92,9 @@ function accountSheet() {
     h('h2', { id: 'account-title' }, t('account.title')),
     h('p', {}, t('account.signedInAs', { name: state.me.name, device: state.me.device })),
     langSwitch({ id: 'sheet-lang-switch', onSwitched: () => close() }), // the page is redrawn in the other language
+    state.me.role === 'admin' ? h('button', { class: 'btn wide', type: 'button', id: 'sheet-admin-open', onclick: () => {
+      close(); openAdmin({ me: state.me, clinics: state.clinics });
+    } }, icon('layers', { size: 20 }), h('span', {}, t('admin.open'))) : null,
     h('button', { class: 'btn wide', type: 'button', onclick: () => signOut() }, icon('logout', { size: 20 }),
       h('span', {}, t('account.signOut'))),
     h('button', { class: 'btn wide', type: 'button', onclick: close }, t('common.close')));
@@ -100,6 +109,7 @@ function renderShell() {
     onOpen: (p) => navigate(`/p/${p.id}`),
     onNew: () => openPatientForm(document.body, { clinics: state.clinics, onSaved: (p) => navigate(`/p/${p.id}`) }) });
   state.banner = h('div', { class: 'banner', id: 'quota-banner', hidden: true });
+  state.mergeBanner = h('div', { class: 'banner', id: 'merge-banner', hidden: true }); // merge-flags.js
   state.main = h('main', { class: 'pane-patient', id: 'main', tabindex: '-1' });
   state.shell = h('div', { class: 'app route-home', id: 'shell' },
     h('a', { class: 'skip-link', href: '#main' }, t('nav.skip')),
@@ -111,10 +121,14 @@ function renderShell() {
       h('span', { class: 'topbar-title', id: 'topbar-title' }),
       h('span', { class: 'spacer' }),
       langSwitch(),
+      state.me.role === 'admin' ? h('button', { class: 'btn ghost admin-open', type: 'button', id: 'admin-open',
+        onclick: () => openAdmin({ me: state.me, clinics: state.clinics }) }, icon('layers', { size: 20 }),
+      h('span', {}, t('admin.open'))) : null,
       h('span', { class: 'who', title: state.me.device }, icon('user', { size: 20 }), h('span', {}, state.me.name)),
       h('button', { class: 'btn ghost signout', type: 'button', id: 'sign-out', onclick: () => signOut() },
         icon('logout', { size: 20 }), h('span', {}, t('account.signOut')))),
     state.banner,
+    state.mergeBanner,
     h('div', { class: 'panes' },
       h('aside', { class: 'pane-search', 'aria-label': t('search.label') }, state.search.el),
       state.main,
@@ -235,13 +249,17 @@ async function signedIn(known = null, clinics = loadClinics()) {
   } });
   renderShell();
   await route();
-  setTimeout(() => state.search.refresh(), parseRoute().patientId ? 250 : 0); // the timeline's thumbnails first
+  // The patient list is asked for before the plan banner (it is what comes next after signing in); on a
+  // patient's page the timeline's thumbnails go first.
+  if (parseRoute().patientId) setTimeout(() => state.search.refresh(), 250); else state.search.refresh();
   renderQuotaBanner(state.banner);
+  renderMergeBanner(state.mergeBanner, { clinicName, onResolved: () => state.search.refresh() });
   clearInterval(state.quotaTimer);
   state.quotaTimer = setInterval(() => renderQuotaBanner(state.banner), 15 * 60 * 1000);
 }
 
 function showSignIn(message = '') {
+  state.prefetched = null; // a patient fetched before signing in was refused (401): fetch it again afterwards
   state.me = null;
   renderSignIn(root, { message, onSignedIn: () => signedIn().catch((e) => showSignIn(messageFor(e))) });
 }
@@ -286,6 +304,7 @@ async function boot() {
     if (pending) state.uploader.setPatient(pending.patient);
     route().then(() => state.search.refresh());
     renderQuotaBanner(state.banner);
+    renderMergeBanner(state.mergeBanner, { clinicName, onResolved: () => state.search.refresh() });
   });
   const r = parseRoute();
   if (r.patientId) state.prefetched = prefetch(r.patientId, { quiet401: true });

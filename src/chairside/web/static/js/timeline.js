@@ -6,9 +6,11 @@ import { download, h, replace } from './dom.js';
 import { dayKey, fmtBirth, fmtDay, fmtDuration, fmtTime, t } from './i18n.js';
 import { icon } from './icons.js';
 import { openMoveDialog } from './move-dialog.js';
+import { patientNote } from './notes.js';
 import { openPatientForm } from './patient-form.js';
 import { openHandout, openShareDialog } from './share-dialog.js';
 import { sexLabel } from './search.js';
+import { onTeethSaved, toothChips, toothFilter, useNotation } from './tooth-chart.js';
 import { confirmTrash, openTrashView } from './trash-view.js';
 import { toast } from './widgets.js';
 
@@ -26,12 +28,16 @@ export class PatientView {
     this.items = [];
     this.tags = new Map();
     this.allTags = [];
-    this.filter = { kind: '', clinic: '', tag: '' };
+    this.filter = { kind: '', clinic: '', tag: '', tooth: '' };
+    // Tooth numbers shown as the patient's clinic chose (tooth-chart.js); teeth saved in the viewer repaint here.
+    useNotation(clinics.find((c) => c.id === patient.clinic_id)?.tooth_notation);
+    onTeethSaved(() => { if (this.el.isConnected) { this.paintToolbar(); this.render(); } });
     this.selecting = false;
     this.selected = new Set();
     this.loaded = false;
     this.painted = new Promise((resolve) => { this.firstPaint = resolve; });
     this.tagsReady = new Promise((resolve) => { this.tagsLoaded = resolve; }); // compare labels cells by tag
+    this.firstThumbnail = new Promise((resolve) => { this.firstThumbnailDone = resolve; });
     this.timeline = h('div', { class: 'timeline', id: 'timeline', 'aria-busy': 'true' });
     this.count = h('span', { class: 'count', role: 'status' });
     this.selectionBar = h('div', { class: 'selection-bar', hidden: true, role: 'toolbar', 'aria-label': t('select.bar') });
@@ -59,7 +65,8 @@ export class PatientView {
             this.onPatientChanged(saved);
           } }) }, icon('pen', { size: 18 }), h('span', {}, t('patientForm.edit')))),
       h('p', { class: 'meta' }, [`${t('patient.chart')} ${p.chart_no}`, clinic?.name, fmtBirth(p.birth_date), sexLabel(p.sex)]
-        .filter(Boolean).join(' · ')));
+        .filter(Boolean).join(' · ')),
+      this.note ||= patientNote(p)); // the patient's note (notes.js)
   }
 
   paintToolbar() {
@@ -77,7 +84,8 @@ export class PatientView {
       onchange: (e) => { this.filter.tag = e.target.value; this.render(); } },
     h('option', { value: '' }, t('filter.allTags')),
     this.allTags.map((tag) => h('option', { value: tag, selected: this.filter.tag === tag }, tag))) : null;
-    replace(this.toolbar, seg, clinicSelect, tagSelect, this.count, h('span', { class: 'spacer' }),
+    const toothSelect = toothFilter(this.items, this.filter.tooth, (value) => { this.filter.tooth = value; this.render(); });
+    replace(this.toolbar, seg, clinicSelect, tagSelect, toothSelect, this.count, h('span', { class: 'spacer' }),
       h('button', { class: 'btn', type: 'button', id: 'select-toggle', 'aria-pressed': String(this.selecting),
         onclick: () => this.setSelecting(!this.selecting) }, icon('select', { size: 20 }),
       h('span', {}, this.selecting ? t('select.done') : t('select.start'))),
@@ -152,13 +160,18 @@ export class PatientView {
     performance.clearMarks('cs:first-thumbnail');
     performance.clearMarks('cs:timeline-complete');
     const tags = (early?.tags || api(`/api/v1/patients/${id}/tags`)).catch(() => ({ items: [], tags: [] }));
+    let tagList = null; // the tags, when they came before the first page: then the tiles are made once, not twice
+    tags.then((list) => { tagList = list; });
     let page = await (early?.firstPage || api(`/api/v1/patients/${id}/media?limit=${FIRST_PAGE}`));
     this.items = page.items;
-    this.render();
+    const tagsFirst = tagList !== null;
+    if (tagsFirst) this.applyTags(tagList); else this.render();
     performance.mark('cs:timeline-dom');
     this.timeline.dataset.painted = '1';
     this.firstPaint();
-    this.applyTags(await tags);
+    if (!tagsFirst) this.applyTags(await tags);
+    // The rest of a long timeline once the first thumbnail is in (at most 1 s): it does not compete with it.
+    if (page.next_cursor) await Promise.race([this.firstThumbnail, new Promise((resolve) => { setTimeout(resolve, 1000); })]);
     while (page.next_cursor) {
       page = await api(`/api/v1/patients/${id}/media?limit=${NEXT_PAGE}&cursor=${encodeURIComponent(page.next_cursor)}`);
       this.items.push(...page.items);
@@ -196,9 +209,9 @@ export class PatientView {
   }
 
   visible() {
-    const { kind, clinic, tag } = this.filter;
+    const { kind, clinic, tag, tooth } = this.filter;
     return this.items.filter((m) => (!kind || m.kind === kind) && (!clinic || m.clinic_id === clinic)
-      && (!tag || (this.tags.get(m.id) || []).includes(tag)));
+      && (!tag || (this.tags.get(m.id) || []).includes(tag)) && (!tooth || (m.teeth || []).includes(Number(tooth))));
   }
 
   render() {
@@ -229,12 +242,15 @@ export class PatientView {
     const selected = this.selected.has(item.id);
     const label = [t(video ? 'kind.video' : 'kind.photo'), fmtTime(item.captured_at),
       video && item.duration_s ? fmtDuration(item.duration_s) : '', tags.join(' ')].filter(Boolean).join(' ');
-    const img = h('img', { src: url.thumbnail(item.id), loading: 'lazy', decoding: 'async', alt: '', width: 320, height: 240,
-      fetchpriority: n < 8 ? 'high' : null });
+    // The first few are asked for as the tile is made (eager), not a layout later as lazy images are.
+    const img = h('img', { src: url.thumbnail(item.id), loading: n < 8 ? 'eager' : 'lazy', decoding: 'async', alt: '',
+      width: 320, height: 240, fetchpriority: n < 8 ? 'high' : null });
     if (first) {
       img.addEventListener('load', () => {
         if (!performance.getEntriesByName('cs:first-thumbnail').length) performance.mark('cs:first-thumbnail');
+        this.firstThumbnailDone();
       }, { once: true });
+      img.addEventListener('error', () => this.firstThumbnailDone(), { once: true });
     }
     img.addEventListener('error', () => img.classList.add('broken'), { once: true });
     return h('li', { class: `tile${selected ? ' selected' : ''}`, dataset: { id: item.id, kind: item.kind } },
@@ -255,6 +271,7 @@ export class PatientView {
       video ? h('span', { class: 'badge-video' }, icon('play', { size: 12 }), item.duration_s ? fmtDuration(item.duration_s) : '') : null,
       h('span', { class: 'tile-time' }, fmtTime(item.captured_at)),
       tags.length ? h('span', { class: 'tile-tags' }, tags.join(' · ')) : null,
+      toothChips(item.teeth),
       this.selecting ? h('span', { class: 'tile-check', 'aria-hidden': 'true' }, icon('check', { size: 18 })) : null));
   }
 }

@@ -10,10 +10,12 @@ import { url } from './api.js';
 import { download, h, replace, trapFocus } from './dom.js';
 import { fmtClock, fmtDateTime, fmtDuration, t } from './i18n.js';
 import { icon } from './icons.js';
+import { noteButton } from './notes.js';
 import { controls, playerKey, SyncGroup } from './player.js';
 import { messageFor } from './session.js';
 import { Stage } from './stage.js';
 import { openTagSheet } from './tags.js';
+import { openToothChart, toothChips, toothIcon } from './tooth-chart.js';
 import { iconButton, toast } from './widgets.js';
 
 export function mediaElement(item) {
@@ -92,6 +94,11 @@ export class Viewer {
         title: t('annotation.list'), onclick: () => this.toggleAnnotationList() }, icon('layers'), this.annotationCount),
       iconButton('pen', t('annotation.start'), () => this.startAnnotating(), { id: 'draw-button' }),
       iconButton('tag', t('tags.edit'), () => this.editTags(), { id: 'tags-button' }),
+      // Tooth numbers and the item's note (tooth-chart.js, notes.js)
+      h('button', { class: 'btn icon-btn', type: 'button', id: 'teeth-button', 'aria-label': t('teeth.edit'),
+        title: t('teeth.edit'), onclick: () => openToothChart(this.el, item, { onSaved: () => this.paintTeeth() }) },
+      toothIcon()),
+      noteButton(item, this.el),
       iconButton('download', t('viewer.download'), () => download(url.content(item.id), item.filename)),
       iconButton('fullscreen', t('viewer.fullscreen'), () => this.fullscreen()));
     const n = this.items.length;
@@ -103,7 +110,8 @@ export class Viewer {
         h('div', { class: 'viewer-title', id: 'viewer-title' },
           h('strong', {}, fmtDateTime(item.captured_at)),
           h('span', {}, [t(item.kind === 'video' ? 'kind.video' : 'kind.photo'),
-            item.duration_s ? fmtDuration(item.duration_s) : null, item.filename].filter(Boolean).join(' · '))),
+            item.duration_s ? fmtDuration(item.duration_s) : null, item.filename].filter(Boolean).join(' · ')),
+          this.teethEl = h('div', { class: 'viewer-teeth', id: 'viewer-teeth' }, toothChips(item.teeth))),
         h('div', { class: 'viewer-nav' },
           iconButton('back', t('viewer.prev'), () => this.go(-1), { disabled: index === 0 }),
           h('span', { class: 'pos' }, `${index + 1} / ${n}`),
@@ -230,6 +238,10 @@ export class Viewer {
     } catch (e) {
       toast(messageFor(e), { kind: 'error', ms: 8000 });
     }
+  }
+
+  paintTeeth() {
+    replace(this.teethEl, toothChips(this.item.teeth));
   }
 
   editTags() {
