@@ -224,6 +224,27 @@ def relay_revoke(relay: Annotated[str, typer.Argument(help="Relay id.")]) -> Non
     emit(_relay_json(row))
 
 
+@relay_app.command("revoke-key")
+def relay_revoke_key(relay: Annotated[str, typer.Argument(help="Relay id.")]) -> None:
+    """A relay box was stolen or lost: destroy the key that releases its master key, at once and for good.
+
+    Its next boot is refused by this cloud and its data stays unreadable (docs/relay.md). A running relay keeps
+    running until it stops: revoke its token too (`admin relay revoke`) to cut it off the cloud now."""
+    from chairside.keys import release
+
+    relay_id = _uuid(relay, "relay")
+    try:
+        destroyed = release.revoke(_ctx().db, relay_id)
+    except LookupError as e:
+        _fail(str(e))
+        return
+    emit({"relay_id": str(relay_id), "release_key_destroyed": destroyed,
+          "message": "中継機の鍵を取り消しました。この中継機は次回起動できません / the relay's key is revoked: it "
+                     "cannot start again" if destroyed else
+                     "この中継機の鍵はクラウドにありません（取り消し済みか未設定） / the cloud held no key for this "
+                     "relay (already revoked, or never sealed)"})
+
+
 @feed_app.command("backfill")
 def feed_backfill(contract: Annotated[str, typer.Option(help="Contract id.")]) -> None:
     """Put every row of a contract made before the feed existed into its feed (run once, before its first relay)."""

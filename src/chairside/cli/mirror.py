@@ -16,6 +16,7 @@ import typer
 from chairside.cli.common import DatabaseUrl, DataDir, emit, fail, parse_uuid
 from chairside.context import Context
 from chairside.db.models import Mirror
+from chairside.errors import Problem
 from chairside.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="The mirror site: a standby that follows the primary cloud and can "
@@ -128,7 +129,41 @@ def promote(
         fail(str(e))
 
 
-# --- at the primary: `chairside admin mirror create|list|revoke` ----------------------------------------------
+@app.command()
+def rejoin(
+    primary: Annotated[str, typer.Option("--primary", help="The new primary's URL (the promoted mirror).")],
+    token: Annotated[str, typer.Option("--token", help="A mirror token made at the new primary by `chairside admin "
+                                       "mirror create`.")],
+    data: DataDir = Path("./chairside"),
+    database_url: DatabaseUrl = None,
+    pgdata: Annotated[Path | None, typer.Option("--pgdata", help="PostgreSQL: the old primary's data directory on "
+                                                "this machine (rewound with pg_rewind, or copied afresh).")] = None,
+    source_database_url: Annotated[str | None, typer.Option(
+        "--source-database-url", help="PostgreSQL: the new primary's database (a replication-capable superuser's "
+        "URL), the source of pg_rewind / pg_basebackup.")] = None,
+    pg_bin: Annotated[Path | None, typer.Option("--pg-bin", help="PostgreSQL server binaries (default: the newest "
+                                                "under /usr/lib/postgresql).")] = None,
+) -> None:
+    """Make the old primary's folder (stopped, fenced) the mirror of the new primary; then run `mirror serve` there.
+
+    SQLite: its database is moved aside (kept) and the blobs kept. PostgreSQL: its server is rewound
+    with pg_rewind (or a fresh pg_basebackup when rewinding is impossible) and started as the standby.
+    """
+    from chairside.mirror.rejoin import RejoinRefused
+    from chairside.mirror.rejoin import rejoin as do_rejoin
+
+    if not primary.startswith(("http://", "https://")):
+        fail(f"--primary must be an http:// or https:// URL, not {primary!r}")
+    if not token.startswith("cs_mr_"):
+        fail("--token must be a mirror token (cs_mr_…) from `chairside admin mirror create` at the new primary")
+    try:
+        emit(do_rejoin(data, primary, token, database_url=database_url, pgdata=pgdata,
+                       source_database_url=source_database_url, pg_bin=pg_bin))
+    except RejoinRefused as e:
+        fail(str(e))
+
+
+# --- at the primary: `chairside admin mirror create|list|revoke|sync` -----------------------------------------
 
 def _mirror_json(m: Mirror) -> dict[str, object]:
     return {"id": str(m.id), "name": m.name, "created_at": m.created_at, "revoked_at": m.revoked_at,
@@ -144,7 +179,10 @@ def register_admin(admin: typer.Typer, ctx: Callable[[], Context]) -> None:
     @admin_app.command("create")
     def mirror_create(name: Annotated[str, typer.Option(help="A name operators recognise, e.g. 'Osaka DR'.")]) -> None:
         """Register a mirror site; prints its id and its token (shown once, stored hashed)."""
-        mirror, token = service.create_mirror(ctx(), name)
+        try:
+            mirror, token = service.create_mirror(ctx(), name)
+        except Problem as exc:
+            fail(exc.detail)
         emit({"id": str(mirror.id), "name": mirror.name, "token": token})
 
     @admin_app.command("list")
@@ -154,6 +192,22 @@ def register_admin(admin: typer.Typer, ctx: Callable[[], Context]) -> None:
         emit({"items": [_mirror_json(m) | {k: v for k, v in figures.get(str(m.id), {}).items()
                                            if k in ("lag_s", "blobs_behind")}
                         for m in service.list_mirrors(ctx())]})
+
+    @admin_app.command("sync")
+    def mirror_sync(
+        on: Annotated[bool, typer.Option("--on/--off", help="--on: a write is acknowledged only once the mirror's "
+                                         "standby has it (metadata RPO 0; writes wait while the standby is gone). "
+                                         "--off: asynchronous (releases writes waiting now).")],
+    ) -> None:
+        """PostgreSQL: synchronous replication to the mirror's standby (application_name chairside_mirror)."""
+        from chairside.db.engine import is_sqlite
+        from chairside.mirror import postgres
+
+        url = ctx().db.url
+        if is_sqlite(url):
+            fail("synchronous replication is a PostgreSQL setting: SQLite ships through Litestream, asynchronously "
+                 "(pass --database-url)")
+        emit(postgres.set_synchronous(url, on))
 
     @admin_app.command("revoke")
     def mirror_revoke(mirror: Annotated[str, typer.Argument(help="Mirror id.")]) -> None:

@@ -28,7 +28,7 @@ from chairside.mirror import litestream, service, standby
 from chairside.settings import Settings
 
 PROBE_TIMEOUT_S = 3.0
-DRAIN_WAIT_S = 1.5  # after fencing a live primary: Litestream's sync interval (0.5 s) and a margin
+DRAIN_WAIT_S = 1.5  # after fencing a live primary: Litestream's monitor and sync intervals (0.2 s each), a margin
 
 
 class PromotionRefused(Exception):
@@ -66,7 +66,7 @@ def promote(settings: Settings, *, force: bool = False, self_url: str | None = N
         raise PromotionRefused(f"このミラーはすでに昇格済みです（epoch {state.epoch}）。 / This mirror was already "
                                f"promoted (epoch {state.epoch}).")
     started = time.monotonic()
-    with standby.exclusive(data_dir):
+    with standby.exclusive(data_dir), standby.exclusive(data_dir, "metadata.lock"):
         primary = probe(state, transport)
         epoch = max(state.epoch, primary.epoch) + 1
         if primary.alive and not primary.fenced:
@@ -106,7 +106,8 @@ def _drain(settings: Settings, state: standby.StandbyState, transport: httpx.Bas
     from chairside.mirror.follower import Follower
 
     time.sleep(CACHE_S + DRAIN_WAIT_S)  # every process there refuses writes; Litestream shipped the last ones
-    follower = Follower(settings.data_dir, open_blob_store(settings.blob_url), state, transport=transport)
+    follower = Follower(settings.data_dir, open_blob_store(settings.blob_url), state, transport=transport,
+                        metadata_gate=True)
     with follower.client() as http, ThreadPoolExecutor(4) as pool:
         follower.round(http, pool)
 

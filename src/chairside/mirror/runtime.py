@@ -40,7 +40,7 @@ class MirrorRuntime:
     follower: Follower = field(init=False)
 
     def __post_init__(self) -> None:
-        self.follower = Follower(self.data_dir, self.blobs, self.state, transport=self.transport)
+        self.follower = Follower(self.data_dir, self.blobs, self.state, transport=self.transport, metadata_gate=True)
 
     def figures(self) -> dict[str, Any]:
         return self.follower.state.figures()

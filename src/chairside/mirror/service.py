@@ -32,6 +32,14 @@ BLOB_KINDS = ("media",)  # feed events whose body names blobs (sha256, thumb_sha
 
 def create_mirror(ctx: Context, name: str) -> tuple[Mirror, str]:
     """Register a mirror site; answers the row and its token (shown once, stored hashed)."""
+    if ctx.db.key is not None:  # Litestream reads pages in the clear: SQLCipher's fail ("file is not a database")
+        raise Problem(
+            409, "暗号化された SQLite データベースは Litestream でミラーできません。ミラーを使うサイトは "
+            "PostgreSQL（ストレージ側の暗号化）にするか、暗号化バックアップ（chairside backup）で守ってください / "
+            "An encrypted SQLite database "
+            "cannot be shipped by Litestream to a mirror: run a mirrored site on PostgreSQL (with the storage layer's "
+            "encryption), or protect it with the encrypted backups (chairside backup).",
+            code="mirror-encrypted-sqlite")
     token = new_token(MIRROR_PREFIX)
     with ctx.db.session() as s:
         site(s)

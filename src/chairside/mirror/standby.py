@@ -110,9 +110,13 @@ def mark_promoted(data_dir: Path, epoch: int) -> None:
 
 
 @contextlib.contextmanager
-def exclusive(data_dir: Path) -> Iterator[None]:
-    """Held by the follower during a round and by `mirror promote`: a promotion never restores half a copy."""
-    path = data_dir / "mirror" / "lock"
+def exclusive(data_dir: Path, name: str = "lock") -> Iterator[None]:
+    """Held by the follower during a round and by `mirror promote`: a promotion never restores half a copy.
+
+    `name` "lock": the blob rounds; "metadata.lock": the Litestream copy, which runs on its own faster
+    cadence so that a long blob never delays the metadata (`mirror promote` holds both).
+    """
+    path = data_dir / "mirror" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
