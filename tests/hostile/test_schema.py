@@ -39,10 +39,12 @@ def test_the_openapi_document_holds_for_generated_requests(served: Served, calle
         assert r.status_code == 201, r.text
         token = r.json()["token"]
     started = time.monotonic()
-    # The session's own sign-out would end the viewer's run early; nothing else is excluded.
+    # The session's own sign-out would end the viewer's run early; nothing else is excluded. One worker:
+    # CPython 3.11.7's ast.parse is not thread-safe (gh-106905, "AST constructor recursion depth mismatch"),
+    # and hypothesis parses lambdas' sources as it describes strategies: with two workers the tool crashed.
     run = subprocess.run(
         [_st(), "run", f"{served.url}/openapi.json", "-H", f"Authorization: Bearer {token}", "--checks", CHECKS,
-         "--max-time", BUDGET_S, "--phases", "examples,coverage,fuzzing", "--workers", "2", "--seed", "15",
+         "--max-time", BUDGET_S, "--phases", "examples,coverage,fuzzing", "--workers", "1", "--seed", "15",
          "--exclude-path", "/api/v1/sessions/current", "--request-timeout", "30"],
         capture_output=True, text=True, cwd=tmp_path, timeout=int(BUDGET_S) + 240)
     took = time.monotonic() - started
