@@ -18,8 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
-from tests.conftest import LiveServer, free_port
-from tests.factories import Tenant, make_tenant
 from typer.testing import CliRunner
 
 from chairside.cli import app as cli
@@ -27,6 +25,8 @@ from chairside.context import Context, build_context
 from chairside.keys import MasterKey
 from chairside.settings import Settings
 from chairside.tenancy.service import create_relay
+from tests.conftest import LiveServer, free_port
+from tests.factories import Tenant, make_tenant
 
 BIN = Path(sys.executable).parent
 

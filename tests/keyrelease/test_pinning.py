@@ -14,8 +14,6 @@ import httpx
 import pytest
 import trustme
 import uvicorn
-from tests.conftest import LiveServer, free_port
-from tests.factories import Tenant, make_tenant
 from typer.testing import CliRunner
 
 from chairside.agent import reasons
@@ -28,6 +26,8 @@ from chairside.context import Context, build_context
 from chairside.keys.release import cert_fingerprint
 from chairside.keys.tls import client_context
 from chairside.settings import Settings
+from tests.conftest import LiveServer, free_port
+from tests.factories import Tenant, make_tenant
 
 
 class Counted:

@@ -14,8 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import Result
-from tests.conftest import free_port
-from tests.keyrelease.conftest import Cloud, RelayBox, dead_url, seal_key
 from typer.testing import CliRunner
 
 from chairside.agent.relaykey import ShareKeeper, load, record_pin
@@ -26,6 +24,8 @@ from chairside.keys import release as rel
 from chairside.keys.release import Sealed
 from chairside.mediafile.generate import make_jpeg
 from chairside.tenancy.service import revoke_relay
+from tests.conftest import free_port
+from tests.keyrelease.conftest import Cloud, RelayBox, dead_url, seal_key
 
 KEY_URL = "/api/v1/relay/key"
 
