@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,7 +53,19 @@ def worker_app() -> FastAPI:
     """The app of one worker process of `serve --workers N` (the database is already migrated)."""
     from chairside._memory import limit_malloc_arenas
     limit_malloc_arenas()
-    return create_app(build_context(Settings.load(), role="cloud", upgrade=False))
+    app = create_app(build_context(Settings.load(), role="cloud", upgrade=False))
+    freeze_heap()
+    return app
+
+
+def freeze_heap() -> None:
+    """The objects a server holds for its whole life (modules, routes, schemas, settings: about 150 000), out of
+    the garbage collector's sight (`gc.freeze`). Otherwise every full collection walks them all, holding the GIL
+    and so the event loop: 200–500 ms on a loaded machine, set off every few requests that allocate much (a
+    drawing of 20 000 points makes 20 000 tuples), and every health check waited for it (docs/benchmarks.md,
+    "Hostile input")."""
+    gc.collect()
+    gc.freeze()
 
 
 def run(app: FastAPI | str, host: str, port: int, *, workers: int = 1, settings: Settings | None = None,
@@ -60,6 +73,8 @@ def run(app: FastAPI | str, host: str, port: int, *, workers: int = 1, settings:
     # The HTTP protocol bounds the request line and headers as they arrive (api/limits.py, via app.py); the
     # h11 limit is set too for anyone who switches parsers. X-Forwarded-For only from `trusted_proxies`.
     trusted = (settings or Settings.load()).trusted_proxies.strip()
+    if isinstance(app, FastAPI):  # one process; each worker of several freezes its own (worker_app)
+        freeze_heap()
     uvicorn.run(
         app,
         host=host, port=port, http=HTTP_PROTOCOL, loop="uvloop", log_level="info",
