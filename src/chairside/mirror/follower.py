@@ -45,7 +45,7 @@ METADATA_SAVE_S = 1.0  # the metadata thread writes the state file at most this 
 METADATA_MARGIN_S = 1.0
 METADATA_WAIT_S = 15.0  # longer than this without a fresh metadata copy: the page's progress is not reported
 RETRY_S = 2.0  # after a failed round (link down, primary down)
-PARALLEL = 4  # blobs fetched at once
+PARALLEL = 8  # blobs fetched at once: a long fat inter-site link wants several streams (bench/mirror_lag.py)
 CHUNK = 1 << 20
 
 
