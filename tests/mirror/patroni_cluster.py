@@ -207,7 +207,7 @@ def _start_etcd(root: Path) -> tuple[subprocess.Popen[bytes], str]:
         if proc.poll() is not None:
             raise AssertionError(f"etcd exited: {(root / 'etcd.log').read_text()[-2000:]}")
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            return httpx.get(f"{url}/health", timeout=2).json().get("health") == "true"
+            return bool(httpx.get(f"{url}/health", timeout=2).json().get("health") == "true")
         return False
 
     wait_for(healthy, "etcd", timeout=30)

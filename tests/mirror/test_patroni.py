@@ -65,9 +65,15 @@ def test_the_primary_site_is_lost_patroni_promotes_the_replica_and_the_app_follo
             before = api.create_patient(clinic, "00001", "山田 太郎", "ヤマダ タロウ")
         wait_for(lambda: patroni_cluster.has_row(cluster.kobe.url(), "patients", str(before["id"])),
                  "the replica to replay the patient")
-        lag = wait_for(lambda: cluster.lag_reported("kobe") if cluster.lag_reported("kobe") is not None else None,
-                       "Patroni to report the replica's lag")
-        assert lag <= MAX_LAG_BYTES  # a promotable standby: Patroni's own figure
+        # A promotable standby by Patroni's own figure. /cluster reports positions up to loop_wait old, so a
+        # replica that has replayed everything can briefly show more than 1 MiB (seen: 1.08 and 1.35 MB just
+        # after the cluster formed): wait for the figure to settle rather than judge the first sample.
+        def promotable() -> int | None:
+            lag = cluster.lag_reported("kobe")
+            return lag if lag is not None and lag <= MAX_LAG_BYTES else None
+
+        lag = wait_for(promotable, "Patroni to report the replica within 1 MiB", timeout=60)
+        assert 0 <= lag <= MAX_LAG_BYTES
 
         killed = time.monotonic()
         cluster.primary.kill9()
