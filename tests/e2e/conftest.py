@@ -32,6 +32,12 @@ def database_url(tmp_path: Path) -> str:
 
 @pytest.fixture(scope="package")  # closed after tests/e2e: a live sync Playwright keeps an event loop running
 def browser() -> Iterator[Any]:
+    yield from launch_chromium()
+
+
+def launch_chromium() -> Iterator[Any]:
+    """Debian's Chromium through Playwright, for a `browser` fixture (each browser test folder scopes its own);
+    skipped when missing, unless CHAIRSIDE_REQUIRE_BROWSER=1 (CI) makes that a failure."""
     if not CHROMIUM.exists():
         if os.environ.get("CHAIRSIDE_REQUIRE_BROWSER") == "1":
             pytest.fail(f"Chromium is required (CHAIRSIDE_REQUIRE_BROWSER=1) but {CHROMIUM} is missing: "

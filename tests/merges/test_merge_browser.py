@@ -6,7 +6,6 @@ the database. SQLite only, as the other browser tests (tests/e2e/conftest.py).""
 # ruff: noqa: F811  (the fixtures imported from tests/e2e are used as arguments)
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,16 +28,7 @@ from tests.merges.conftest import relay_op
 
 @pytest.fixture(scope="module")  # closed after this module: a live sync Playwright keeps an event loop running
 def browser() -> Iterator[Any]:
-    if not e2e.CHROMIUM.exists():
-        if os.environ.get("CHAIRSIDE_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"Chromium is required (CHAIRSIDE_REQUIRE_BROWSER=1) but {e2e.CHROMIUM} is missing")
-        pytest.skip(f"no browser at {e2e.CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(e2e.CHROMIUM), args=e2e.CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    yield from e2e.launch_chromium()
 
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
