@@ -23,15 +23,18 @@ READ_COALESCE_S = 600
 READ_ACTIONS = frozenset({"media.content", "media.thumbnail", "media.read", "patient.read", "patient.media"})
 
 
-class _Recent:
-    """Bounded memory of (actor, action, item) → when last recorded, per process."""
+class RecentReads:
+    """Bounded memory of a read's key → when it was last recorded, per process: the one rule for coalescing
+    repeated reads (a station's or viewer's here, a share link's in `sharing/links.py`)."""
 
     def __init__(self, size: int = 20_000) -> None:
         self._seen: OrderedDict[tuple[Any, ...], float] = OrderedDict()
         self._size = size
         self._lock = Lock()
 
-    def fresh(self, key: tuple[Any, ...], now: float) -> bool:
+    def fresh(self, key: tuple[Any, ...], now: float | None = None) -> bool:
+        """True (and remembered as recorded now) unless the same key was recorded within READ_COALESCE_S."""
+        now = time.monotonic() if now is None else now
         with self._lock:
             last = self._seen.get(key)
             if last is not None and now - last < READ_COALESCE_S:
@@ -43,7 +46,7 @@ class _Recent:
             return True
 
 
-_recent = _Recent()
+_recent = RecentReads()
 
 
 def event(
@@ -82,7 +85,7 @@ def recorded_recently(principal: Any, action: str, **kwargs: Any) -> bool:
         return False
     key = (getattr(principal, "session_id", None) or getattr(principal, "station_id", None), action,
            kwargs.get("media_id"), kwargs.get("patient_id"))
-    return not _recent.fresh(key, time.monotonic())
+    return not _recent.fresh(key)
 
 
 def record(ctx: Context, principal: Any, action: str, *, checked: bool = False, **kwargs: Any) -> None:

@@ -9,7 +9,7 @@ The one write path for making and revoking a link, and the one place that decide
 - A wrong, expired or revoked token are one and the same answer (`NOT_FOUND`): nobody can tell which.
 - A chosen HEIC photo's display JPEG is made right after the link is made (`prepare`), not at the first view.
 - Every page view is recorded in the audit trail (`share.view`), and each item's bytes once per viewer address
-  within `READ_COALESCE_S` (`share.content`): a video played with seeking makes dozens of requests.
+  within `audit.READ_COALESCE_S` (`share.content`): a video played with seeking makes dozens of requests.
 """
 
 from __future__ import annotations
@@ -17,14 +17,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
-import threading
-import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 
@@ -41,7 +37,6 @@ from chairside.tenancy import visibility
 MAX_ITEMS = 50
 MIN_TTL_S = 60
 TOKEN_BYTES = 24  # 192 bits
-READ_COALESCE_S = 600
 
 NOT_FOUND_DETAIL = (
     "このリンクは使えません。期限が切れたか、取り消されたか、入力に誤りがあります。医院にお問い合わせください。"
@@ -178,28 +173,7 @@ def prepare(ctx: Context, link_id: uuid.UUID) -> int:
     return made
 
 
-class _Recent:
-    """Bounded memory of (link, item, address) → when last recorded, per process."""
-
-    def __init__(self, size: int = 20_000) -> None:
-        self._seen: OrderedDict[tuple[Any, ...], float] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def fresh(self, key: tuple[Any, ...]) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            last = self._seen.get(key)
-            if last is not None and now - last < READ_COALESCE_S:
-                return False
-            self._seen[key] = now
-            self._seen.move_to_end(key)
-            while len(self._seen) > self._size:
-                self._seen.popitem(last=False)
-            return True
-
-
-_recent = _Recent()
+_recent = audit.RecentReads()
 
 
 def record_view(ctx: Context, shared: Shared, action: str, *, address: str, device: str,
