@@ -107,6 +107,19 @@ def test_the_admin_ends_a_session_adds_an_account_resets_a_password_and_disables
     scope = httpx.get(f"{server.url}/api/v1/me", headers={"Authorization": f"Bearer {new_token}"}).json()["clinic_ids"]
     assert scope == [str(tenant.clinic_ids[1])]
 
+    # widen it to every clinic from its row's scope sheet; ticking nothing is refused in the sheet first
+    _row(page, "hygienist-2").locator("#admin-scope-hygienist-2").click()
+    page.uncheck(f"#admin-scope-pick-{tenant.clinic_ids[1]}")
+    page.click("#admin-scope-save")
+    page.wait_for_function("() => document.querySelector('#admin-scope-error').textContent.includes('1 つ以上')")
+    page.check("#admin-scope-pick-all")
+    page.click("#admin-scope-save")
+    page.wait_for_selector("#admin-scope", state="detached")
+    page.wait_for_function("() => document.querySelector(\"#admin-accounts li[data-login='hygienist-2'] "
+                           ".admin-scope-text\").textContent.includes('すべての医院')")
+    widened = httpx.get(f"{server.url}/api/v1/me", headers={"Authorization": f"Bearer {new_token}"}).json()
+    assert widened["clinic_ids"] is None  # every clinic, the ones added later too
+
     # reset dr-sato's password: the new one signs in, the old one no more
     _row(page, "dr-sato").locator("#admin-reset-dr-sato").click()
     page.fill("#admin-reset-password", "short")
@@ -174,6 +187,16 @@ def test_on_a_phone_the_admin_issues_an_enrolment_code_and_revokes_a_station(
     page.tap("#admin-tab-accounts")
     page.tap("#admin-tab-stations")
     page.wait_for_selector("#admin-stations li[data-name='Chair 9']")
+
+    # it sees its own clinic only, chosen in its row's scope sheet
+    page.locator("#admin-stations li[data-name='Chair 9'] button[data-action='scope']").tap()
+    page.uncheck("#admin-st-scope-pick-all")
+    page.check(f"#admin-st-scope-pick-{tenant.clinic_ids[1]}")
+    page.tap("#admin-st-scope-save")
+    page.wait_for_selector("#admin-st-scope", state="detached")
+    page.wait_for_function("() => document.querySelector(\"#admin-stations li[data-name='Chair 9'] .admin-scope-text\")"
+                           ".textContent.includes('テスト歯科 2')")
+    assert "scope.set" in _actions(ctx, tenant)
 
     page.locator("#admin-stations li[data-name='Chair 9'] button[data-action='revoke']").tap()
     page.tap("#admin-revoke-confirm")

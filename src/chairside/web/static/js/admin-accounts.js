@@ -8,7 +8,7 @@ import { fmtDateTime, t } from './i18n.js';
 import { icon } from './icons.js';
 import { messageFor } from './session.js';
 import { toast } from './widgets.js';
-import { confirmSheet, scopePicker, scopeText, sheet } from './admin-common.js';
+import { confirmSheet, scopePicker, scopeSheet, scopeText, sheet } from './admin-common.js';
 
 /** A password to hand over: 12 characters without the ones that are easy to misread (0/O, 1/l/I). */
 function suggestPassword() {
@@ -139,25 +139,8 @@ export class AccountsPane {
   }
 
   setScope(a) {
-    const scope = scopePicker(a.clinic_scope, this.clinics, 'admin-scope-pick');
-    const error = h('p', { class: 'form-error', id: 'admin-scope-error', role: 'alert' });
-    const save = h('button', { class: 'btn primary', type: 'submit', id: 'admin-scope-save' }, t('common.save'));
-    const form = h('form', { class: 'admin-form' }, scope.el, error, h('div', { class: 'sheet-actions' },
-      h('button', { class: 'btn', type: 'button', onclick: () => close() }, t('common.cancel')), save));
-    form.addEventListener('submit', async (event) => {
-      event.preventDefault();
-      save.disabled = true;
-      try {
-        await api(`/api/v1/accounts/${a.id}/scope`, { method: 'PUT', json: { clinic_ids: scope.value() } });
-        close();
-        toast(t('admin.scope.done'));
-        await this.load();
-      } catch (err) {
-        error.textContent = messageFor(err);
-        save.disabled = false;
-      }
-    });
-    const { close } = sheet('admin-scope', t('admin.scope.title', { name: a.login }), form);
+    scopeSheet('admin-scope', a.login, a.clinic_scope, this.clinics, `/api/v1/accounts/${a.id}/scope`,
+      { messageFor, done: () => this.load() });
   }
 
   endSession(a) {

@@ -1,8 +1,10 @@
-// Pieces shared by the admin screens (admin.js): a sheet over the admin panel, the clinic scope as text, and
-// the clinic scope picker ("every clinic" or some of them).
+// Pieces shared by the admin screens (admin.js): a sheet over the admin panel, the clinic scope as text, the
+// clinic scope picker ("every clinic" or some of them) and the sheet that saves it.
 
+import { api } from './api.js';
 import { h, trapFocus } from './dom.js';
 import { t } from './i18n.js';
+import { toast } from './widgets.js';
 
 /** A dialog sheet over the admin panel; `close()` takes it away and gives the focus back. */
 export function sheet(id, title, ...content) {
@@ -37,6 +39,29 @@ export function scopePicker(scope, clinics, idPrefix) {
     h('label', { class: 'admin-check' }, all, h('span', {}, t('admin.scope.all'))),
     clinics.map((c, i) => h('label', { class: 'admin-check' }, boxes[i], h('span', {}, c.name))));
   return { el, value: () => (all.checked ? null : boxes.filter((b) => b.checked).map((b) => b.value)) };
+}
+
+/** The sheet that chooses the clinics an account or a station sees and PUTs them to `url`; `done()` after saving. */
+export function scopeSheet(id, name, scope, clinics, url, { messageFor, done }) {
+  const picker = scopePicker(scope, clinics, `${id}-pick`);
+  const error = h('p', { class: 'form-error', id: `${id}-error`, role: 'alert' });
+  const save = h('button', { class: 'btn primary', type: 'submit', id: `${id}-save` }, t('common.save'));
+  const form = h('form', { class: 'admin-form' }, picker.el, error, h('div', { class: 'sheet-actions' },
+    h('button', { class: 'btn', type: 'button', onclick: () => close() }, t('common.cancel')), save));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    save.disabled = true;
+    try {
+      await api(url, { method: 'PUT', json: { clinic_ids: picker.value() } });
+      close();
+      toast(t('admin.scope.done'));
+      await done();
+    } catch (err) {
+      error.textContent = messageFor(err);
+      save.disabled = false;
+    }
+  });
+  const { close } = sheet(id, t('admin.scope.title', { name }), form);
 }
 
 /** A confirmation sheet; `run()` does the work (its error is shown in the sheet, which stays open). */

@@ -7,7 +7,7 @@ import { fmtDateTime, t } from './i18n.js';
 import { icon } from './icons.js';
 import { messageFor } from './session.js';
 import { toast } from './widgets.js';
-import { confirmSheet, scopePicker, scopeText, sheet } from './admin-common.js';
+import { confirmSheet, scopeSheet, scopeText, sheet } from './admin-common.js';
 
 export class StationsPane {
   constructor({ clinics }) {
@@ -87,25 +87,8 @@ export class StationsPane {
   }
 
   setScope(st) {
-    const scope = scopePicker(st.clinic_scope, this.clinics, 'admin-st-scope');
-    const error = h('p', { class: 'form-error', id: 'admin-st-scope-error', role: 'alert' });
-    const save = h('button', { class: 'btn primary', type: 'submit', id: 'admin-st-scope-save' }, t('common.save'));
-    const form = h('form', { class: 'admin-form' }, scope.el, error, h('div', { class: 'sheet-actions' },
-      h('button', { class: 'btn', type: 'button', onclick: () => close() }, t('common.cancel')), save));
-    form.addEventListener('submit', async (event) => {
-      event.preventDefault();
-      save.disabled = true;
-      try {
-        await api(`/api/v1/stations/${st.id}/scope`, { method: 'PUT', json: { clinic_ids: scope.value() } });
-        close();
-        toast(t('admin.scope.done'));
-        await this.load();
-      } catch (err) {
-        error.textContent = messageFor(err);
-        save.disabled = false;
-      }
-    });
-    const { close } = sheet('admin-st-scope', t('admin.scope.title', { name: st.name }), form);
+    scopeSheet('admin-st-scope', st.name, st.clinic_scope, this.clinics, `/api/v1/stations/${st.id}/scope`,
+      { messageFor, done: () => this.load() });
   }
 
   revoke(st) {
