@@ -33,6 +33,17 @@ def test_utf8_with_bom_without_header_and_injected_cells(tmp_path: Path) -> None
     assert [e.line for e in errors] == [3, 4]  # no chart number; chart number repeated
 
 
+def test_a_note_column_with_line_breaks_is_read_whole(tmp_path: Path) -> None:
+    """備考 (or メモ / note) is the patient's note; Excel quotes a cell with line breaks over several lines."""
+    path = tmp_path / "patients.csv"
+    path.write_bytes(csvfile.BOM + 'カルテ番号,氏名,備考,電話\r\n0001,山田,"ペニシリン\r\n""禁忌""",03-1234\r\n'
+                     '0002,佐藤,,090\r\n0003,鈴木,"閉じない\r\n'.encode())
+    rows, errors, _ = csvfile.read_patients(path)
+    assert rows["0001"].note == 'ペニシリン\n"禁忌"' and rows["0001"].extra == {"電話": "03-1234"}
+    assert rows["0002"].note == "" and "0003" not in rows
+    assert [(e.line, "引用符" in e.reason) for e in errors] == [(5, True)]
+
+
 def test_render_makes_every_formula_inert() -> None:
     out = csvfile.render(["a"], [["=SUM(A1)"], ["+81 3"], ["@x"], ["-1"], ["plain"]]).decode("utf-8-sig")
     assert out.splitlines() == ["a", "'=SUM(A1)", "'+81 3", "'@x", "'-1", "plain"]

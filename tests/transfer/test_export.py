@@ -18,6 +18,7 @@ from sqlalchemy import select
 from chairside.context import Context, build_context
 from chairside.db.models import Media, Patient
 from chairside.media import annotations as drawing
+from chairside.media import notes, tags, teeth
 from chairside.settings import Settings
 from chairside.transfer import csvfile, exporter
 from chairside.transfer.journal import Journal
@@ -45,6 +46,35 @@ def _draw(ctx: Context, tenant: Tenant) -> uuid.UUID:
     ]
     drawing.create(ctx, operator(tenant.contract_id), photo.id, shapes)
     return photo.id
+
+
+def _write_about(ctx: Context, tenant: Tenant) -> dict[str, object]:
+    """Teeth, tags and notes on the first two items and a note on their patient: what a dentist wrote."""
+    op = operator(tenant.contract_id)
+    with ctx.db.read() as s:
+        items = list(s.scalars(select(Media).where(Media.contract_id == tenant.contract_id)
+                               .order_by(Media.patient_id, Media.captured_at, Media.id)))[:2]
+    first, second = items
+    teeth.set_teeth(ctx, op, first.id, [16, 17])
+    tags.set_tags(ctx, op, first.id, ["術前", "説明用, 保険 | 自費"])  # a comma and a bar stay inside one tag
+    notes.set_note(ctx, op, "media", first.id, "=右下6 根管治療\n2 回目の説明に使用")  # a formula-like start, 2 lines
+    teeth.set_teeth(ctx, op, second.id, [85])
+    notes.set_note(ctx, op, "patient", first.patient_id, "ラテックスアレルギー\n\"麻酔\" は少なめに")
+    return {"first": first.id, "second": second.id, "patient": first.patient_id}
+
+
+def _about(ctx: Context, contract_id: uuid.UUID, ids: dict[str, object]) -> tuple[object, ...]:
+    op = operator(contract_id)
+    first, second = ids["first"], ids["second"]
+    assert isinstance(first, uuid.UUID) and isinstance(second, uuid.UUID)
+    with ctx.db.read() as s:
+        shown = teeth.of_items(s, [first, second])
+        patient = s.get(Media, first)
+        assert patient is not None
+    by_item = tags.by_item(ctx, op, patient.patient_id)
+    return (shown.get(first), shown.get(second), by_item.get(first), by_item.get(second),
+            notes.get_note(ctx, op, "media", first).text, notes.get_note(ctx, op, "media", second).text,
+            notes.get_note(ctx, op, "patient", patient.patient_id).text)
 
 
 def test_export_writes_a_valid_bag_that_imports_back_losslessly(ctx: Context, tenant: Tenant, ssd: Ssd,
@@ -89,6 +119,7 @@ def test_round_trip_into_a_new_contract_keeps_everything(ctx: Context, tenant: T
                                                          ssd: Ssd, tmp_path: Path) -> None:
     _import(ctx, tenant, ssd)
     drawn = _draw(ctx, tenant)
+    written = _write_about(ctx, tenant)
     to = tmp_path / "bag"
     assert run("export", "--to", str(to), "--contract", str(tenant.contract_id), *local(ctx)).exit_code == 0
     back = run("import", "--from", str(to), "--clinic", str(other_tenant.clinic_ids[0]), *local(ctx))
@@ -115,15 +146,36 @@ def test_round_trip_into_a_new_contract_keeps_everything(ctx: Context, tenant: T
         new_operator = operator(new.contract_id)
         assert [a.shapes for a in drawing.list_for(new_ctx, new_operator, drawn)] == shapes
         assert ok.json()["drawings"] == 1
+        # The dentist's teeth, tags and notes (item and patient) come back as they were written.
+        assert _about(new_ctx, new.contract_id, written) == _about(ctx, tenant.contract_id, written) == (
+            [16, 17], [85], ["術前", "説明用, 保険 | 自費"], None, "=右下6 根管治療\n2 回目の説明に使用", "",
+            "ラテックスアレルギー\n\"麻酔\" は少なめに")
+        assert ok.json()["details"] == 3
+        # What the new clinic writes after the import is kept by a second import: added to, never overwritten.
+        new_op = operator(new.contract_id)
+        first = written["first"]
+        assert isinstance(first, uuid.UUID)
+        tags.set_tags(new_ctx, new_op, first, ["術後"])
+        notes.set_note(new_ctx, new_op, "media", first, "移転後のメモ")
         # Run again without its journal: nothing is stored twice, not even the drawing.
         again = run("import", "--from", str(to), "--clinic", str(new.clinic_ids[0]), *local(new_ctx),
                     "--state", str(tmp_path / "other-state"))
         assert again.exit_code == 0 and again.json()["files"] == ssd.videos + ssd.photos
         assert len(drawing.list_for(new_ctx, new_operator, drawn)) == 1
+        kept = tags.by_item(new_ctx, new_op, _patient_of(new_ctx, first))[first]
+        assert kept == sorted(["術後", "術前", "説明用, 保険 | 自費"])
+        assert notes.get_note(new_ctx, new_op, "media", first).text == "移転後のメモ"
         with new_ctx.db.read() as s:
             assert len(list(s.scalars(select(Media.id)))) == ssd.videos + ssd.photos
     finally:
         new_ctx.db.dispose()
+
+
+def _patient_of(ctx: Context, media_id: uuid.UUID) -> uuid.UUID:
+    with ctx.db.read() as s:
+        item = s.get(Media, media_id)
+        assert item is not None
+        return item.patient_id
 
 
 def test_stopped_export_continues_without_rewriting(ctx: Context, tenant: Tenant, ssd: Ssd, tmp_path: Path) -> None:
@@ -193,6 +245,13 @@ def test_export_of_patients_through_the_sdk_with_english_names(ctx: Context, ten
     _import(ctx, tenant, ssd)
     with ctx.db.read() as s:
         chosen = s.scalars(select(Patient).where(Patient.chart_no == "00456")).one()
+        item = s.scalars(select(Media).where(Media.patient_id == chosen.id).order_by(Media.id)).first()
+        assert item is not None
+    op = operator(tenant.contract_id)
+    teeth.set_teeth(ctx, op, item.id, [36])
+    tags.set_tags(ctx, op, item.id, ["術後", "説明用"])
+    notes.set_note(ctx, op, "media", item.id, "+補綴 後")
+    notes.set_note(ctx, op, "patient", chosen.id, "午前のみ来院可")
     to = tmp_path / "one-patient"
     out = run("export", "--to", str(to), "--patient", str(chosen.id), "--server", server.url, "--token",
               tenant.token, "--english-names")
@@ -200,6 +259,11 @@ def test_export_of_patients_through_the_sdk_with_english_names(ctx: Context, ten
     files = sorted(p.name for p in (to / "data").rglob("*.mp4"))
     assert len(files) == 2 and all("_video" in f for f in files)
     assert (to / "data" / "patients.csv").read_bytes().decode("utf-8-sig").startswith("chart_no,name,name_kana")
+    assert [r["note"] for r in csvfile.read_table(to / "data" / "patients.csv")] == ["午前のみ来院可"]
+    rows = {r["media_id"]: r for r in csvfile.read_table(to / "data" / "media.csv")}
+    assert (rows[str(item.id)]["teeth"], rows[str(item.id)]["tags"], rows[str(item.id)]["note"]) == (
+        "36", "術後\n説明用", "+補綴 後")
+    assert all(r["teeth"] == r["tags"] == r["note"] == "" for k, r in rows.items() if k != str(item.id))
     bagit.Bag(str(to)).validate()
     unknown = run("export", "--to", str(tmp_path / "x"), "--patient", str(uuid.uuid4()), "--server", server.url,
                   "--token", tenant.token)

@@ -10,12 +10,13 @@ from sqlalchemy import func, select
 from chairside.client import Client
 from chairside.context import Context
 from chairside.db.models import Contract, Media, Patient
-from chairside.transfer import importer
+from chairside.media import notes
+from chairside.transfer import csvfile, importer
 from chairside.transfer.journal import Journal
 from chairside.transfer.progress import NoProgress, TransferError
 from chairside.transfer.targets import LocalTarget
 from tests.conftest import LiveServer
-from tests.factories import Tenant
+from tests.factories import Tenant, operator
 from tests.transfer.conftest import Ssd, local, run
 
 
@@ -139,3 +140,25 @@ def test_import_through_the_sdk_to_a_server(ctx: Context, tenant: Tenant, ssd: S
         found = [p for p in api.search_patients("00123") if p["chart_no"] == "00123"]
         assert len(found) == 1 and len(api.list_media(found[0]["id"])) == 4 - 2  # clip + photo (0-byte, cut skipped)
     assert _media_count(ctx, tenant.contract_id) == ssd.videos + ssd.photos
+
+
+def test_a_patients_csv_remarks_column_becomes_the_patients_note_and_never_overwrites_one(
+        ctx: Context, tenant: Tenant, ssd: Ssd) -> None:
+    (ssd.root / "patients.csv").write_bytes(csvfile.BOM + 'カルテ番号,氏名,備考\r\n00123,山田 太郎,"金属アレルギー\r\n'
+                                            '午前のみ"\r\n00456,佐藤 花子,\r\n'.encode())
+    clinic = str(tenant.clinic_ids[0])
+    out = run("import", "--from", str(ssd.root), "--clinic", clinic, *local(ctx))
+    assert out.exit_code == 0, out.stdout + out.stderr
+    assert out.json()["details"] == 1
+    op = operator(tenant.contract_id)
+    with ctx.db.read() as s:
+        ids = {p.chart_no: p.id for p in s.scalars(select(Patient).where(Patient.contract_id == tenant.contract_id))}
+    assert notes.get_note(ctx, op, "patient", ids["00123"]).text == "金属アレルギー\n午前のみ"
+    assert notes.get_note(ctx, op, "patient", ids["00456"]).text == ""
+
+    # The clinic edits the note; the same SSD imported again (without its journal) leaves the edit alone.
+    notes.set_note(ctx, op, "patient", ids["00123"], "金属アレルギー（チタンは可）")
+    again = run("import", "--from", str(ssd.root), "--clinic", clinic, *local(ctx),
+                "--state", str(ssd.root.parent / "other-state"))
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert notes.get_note(ctx, op, "patient", ids["00123"]).text == "金属アレルギー（チタンは可）"

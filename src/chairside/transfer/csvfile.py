@@ -4,9 +4,9 @@ Reading never gives up on the whole file for one bad row: each row that cannot b
 that are not text in the file's encoding, no chart number, a date that is not a date, a sex
 we do not know) is reported with its line number and the reason, and the other rows are used.
 Headers are recognised in Japanese or English (`カルテ番号`/`chart_no`, `氏名`/`name`,
-`フリガナ`/`カナ`/`name_kana`, `生年月日`/`birth_date`, `性別`/`sex`); a file without a header
-row is read in that column order. Cells written by Chairside (`safe_cell`) are read back with
-`unsafe_cell`.
+`フリガナ`/`カナ`/`name_kana`, `生年月日`/`birth_date`, `性別`/`sex`, and the optional `メモ`/`備考`/`note`,
+the patient's note); a file without a header row is read in that column order. A quoted cell may hold
+line breaks (a note's). Cells written by Chairside (`safe_cell`) are read back with `unsafe_cell`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ _ALIASES = {
     "name_kana": {"name_kana", "kana", "フリガナ", "ふりがな", "カナ", "カナ氏名", "よみ"},
     "birth_date": {"birth_date", "birthdate", "birthday", "生年月日", "誕生日"},
     "sex": {"sex", "gender", "性別"},
+    "note": {"note", "notes", "メモ", "備考", "memo"},
 }
 _SEX = {"male": "male", "m": "male", "男": "male", "男性": "male", "1": "male",
         "female": "female", "f": "female", "女": "female", "女性": "female", "2": "female",
@@ -53,6 +54,7 @@ class PatientRow:
     birth_date: date | None
     sex: str
     extra: dict[str, str]
+    note: str = ""  # the patient's note (`メモ`/`備考`/`note`), imported when the patient has none
 
 
 @dataclass(frozen=True)
@@ -125,10 +127,18 @@ def read_patients(path: Path) -> tuple[dict[str, PatientRow], list[RowError], st
     rows: dict[str, PatientRow] = {}
     columns: dict[str, int] | None = None
     header_seen = False
+    open_row: tuple[int, str] | None = None  # a row whose quoted cell goes on to the next line (a note's line break)
     for n, text in lines:
         if text is None:
             errors.append(RowError(n, f"この行は {encoding} の文字として読めません / "
                                       f"this line is not valid {encoding} text"))
+            open_row = None
+            continue
+        if open_row is not None:
+            n, text = open_row[0], open_row[1] + "\n" + text
+            open_row = None
+        if text.count('"') % 2:
+            open_row = (n, text)
             continue
         if not text.strip():
             continue
@@ -157,6 +167,8 @@ def read_patients(path: Path) -> tuple[dict[str, PatientRow], list[RowError], st
                                       f"chart number {row.chart_no} repeated (line {first} used)"))
             continue
         rows[row.chart_no] = row
+    if open_row is not None:
+        errors.append(RowError(open_row[0], "引用符 \" が閉じられていません / a quote \" is never closed"))
     return rows, errors, encoding
 
 
@@ -187,10 +199,11 @@ def _row(n: int, cells: list[str], columns: dict[str, int]) -> tuple[PatientRow 
     sex = _SEX.get(_fold(cell("sex")))
     if sex is None:
         return None, f"性別「{cell('sex')}」が分かりません（男/女/不明）/ unknown sex value"
-    known = {columns[c] for c in COLUMNS if c in columns}
+    known = {columns[c] for c in (*COLUMNS, "note") if c in columns}
     extra = {name: cells[i] for name, i in columns.items() if i not in known and i < len(cells)}
     return PatientRow(n, chart, unicodedata.normalize("NFC", cell("name")).strip(),
-                      unicodedata.normalize("NFC", cell("name_kana")).strip(), birth, sex, extra), ""
+                      unicodedata.normalize("NFC", cell("name_kana")).strip(), birth, sex, extra,
+                      unicodedata.normalize("NFC", cell("note"))), ""
 
 
 def render(header: list[str], rows: list[list[object]]) -> bytes:

@@ -2,6 +2,7 @@
 
     TO/bagit.txt, bag-info.txt, manifest-sha256.txt, tagmanifest-sha256.txt   (BagIt 0.97, SHA-256)
     TO/data/patients.csv, media.csv                                          (UTF-8 with BOM, for Excel)
+         with the dentist's notes on each patient and item, an item's teeth (FDI) and tags as columns
     TO/data/<clinic>/<chart no> <name>/<YYYY-MM-DD>/<HHMMSS>_動画.mp4          (names: names.py)
     TO/.chairside-export/journal.sqlite                                      (the resumable state)
 
@@ -20,7 +21,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,13 @@ from chairside.transfer.journal import Entry, Journal
 from chairside.transfer.names import WORDS, extension, media_stem, patient_folder, safe_component, unique
 from chairside.transfer.pipe import BackgroundWriter
 from chairside.transfer.progress import NoProgress, Progress, TransferError
-from chairside.transfer.sources import ExportDrawing, ExportItem, ExportPatient, Source
+from chairside.transfer.sources import Details, ExportDrawing, ExportItem, ExportPatient, Source
 
 STATE_DIR = ".chairside-export"
 CHUNK = 1 << 20  # pipe.CHUNK: a piece stays in the CPU's cache (5x faster here than 4 MiB)
 MEDIA_COLUMNS = ("file", "media_id", "chart_no", "patient_name", "clinic", "kind", "mime", "captured_at",
-                 "original_filename", "size", "sha256", "duration_s")
+                 "original_filename", "size", "sha256", "duration_s", "teeth", "tags", "note")
+NOTE_HEADER = {"ja": "メモ", "en": "note"}
 
 
 def journal_path(to: Path) -> Path:
@@ -249,10 +251,11 @@ def run_export(source: Source, to: Path, journal: Journal, *, english: bool = Fa
     progress.start(todo_files, todo_bytes)
 
     # The read-back of file n runs on a second thread while file n+1 is written (one waits at most).
-    pending: list[tuple[Part, Future[tuple[str, int]], ExportItem, ExportPatient]] = []
+    pending: list[tuple[Part, Future[tuple[str, int]], ExportItem, ExportPatient, Details]] = []
+    patient_notes: dict[str, str] = {}
 
     def settle() -> None:
-        part, check, item, p = pending.pop(0)
+        part, check, item, p, details = pending.pop(0)
         try:
             writer.complete(part, check.result())
         except Unverified as e:
@@ -263,7 +266,7 @@ def run_export(source: Source, to: Path, journal: Journal, *, english: bool = Fa
             raise writer._failed(part.path, e) from e
         journal.put(Entry(part.relpath, part.size, 0, part.sha256, item.id, "done", kind=item.kind,
                           duration_s=item.duration_s or 0.0,
-                          info=json.dumps(_media_row(part.relpath, item, p), ensure_ascii=False)))
+                          info=json.dumps(_media_row(part.relpath, item, p, details), ensure_ascii=False)))
         report.new_files += 1
         source.exported(p, [item])
         _drawings(item, part.relpath)
@@ -281,11 +284,17 @@ def run_export(source: Source, to: Path, journal: Journal, *, english: bool = Fa
             for p in patients:
                 folder = folders[p.id]
                 taken = {r.casefold() for r in journal.under(folder + "/")}
-                for item in source.media(p):
+                items = source.media(p)
+                details = source.details(p, items)
+                patient_notes[p.id] = details.note
+                for item in items:
                     report.items += 1
                     done = journal.by_media(item.id)
                     if done is not None and done.status == "done" and (to / done.relpath).is_file():
                         report.already_exported += 1
+                        row = json.dumps(_media_row(done.relpath, item, p, details), ensure_ascii=False)
+                        if row != done.info:  # teeth, tags or a note changed since: media.csv says what is now
+                            journal.put(replace(done, info=row))
                         _drawings(item, done.relpath)
                         continue
                     day, stem = media_stem(item.kind, item.captured_at, lang)
@@ -300,7 +309,7 @@ def run_export(source: Source, to: Path, journal: Journal, *, english: bool = Fa
                                                   "reason": f"読み出せません / cannot be read: {e}"})
                         progress.note(f"NOT exported {relpath}: {e}")
                         continue
-                    pending.append((part, pool.submit(read_back, part.path), item, p))
+                    pending.append((part, pool.submit(read_back, part.path), item, p, details))
                     while pending and (len(pending) > 1 or pending[0][1].done()):
                         settle()
         finally:  # a stop (a full disk, a kill) still finishes and records what was written and read back
@@ -308,11 +317,11 @@ def run_export(source: Source, to: Path, journal: Journal, *, english: bool = Fa
                 settle()
 
     header = list(csvfile.HEADERS[lang]) + (["クリニック", "フォルダ", "patient_id"] if lang == "ja"
-                                            else ["clinic", "folder", "patient_id"])
+                                            else ["clinic", "folder", "patient_id"]) + [NOTE_HEADER[lang]]
     rows: list[list[object]] = [
         [p.chart_no, p.name, p.name_kana, p.birth_date.isoformat() if p.birth_date else "",
          csvfile.SEX_JA.get(p.sex, p.sex) if lang == "ja" else p.sex, p.clinic_name,
-         folders[p.id].removeprefix("data/"), p.id] for p in patients]
+         folders[p.id].removeprefix("data/"), p.id, patient_notes.get(p.id, "")] for p in patients]
     writer.write_small("data/patients.csv", csvfile.render(header, rows), "csv")
     _write_media_csv(writer, journal)
     report.files, report.bytes, _ = journal.totals("done")
@@ -322,11 +331,15 @@ def run_export(source: Source, to: Path, journal: Journal, *, english: bool = Fa
     return report
 
 
-def _media_row(relpath: str, item: ExportItem, p: ExportPatient) -> dict[str, Any]:
+def _media_row(relpath: str, item: ExportItem, p: ExportPatient, details: Details) -> dict[str, Any]:
+    """media.csv's row. Teeth are FDI numbers separated by spaces; tags one per line in the cell (a tag holds no
+    line break, so any other character may appear in one)."""
     return {"file": relpath.removeprefix("data/"), "media_id": item.id, "chart_no": p.chart_no,
             "patient_name": p.name, "clinic": p.clinic_name, "kind": item.kind, "mime": item.mime,
             "captured_at": item.captured_at.astimezone(CLINIC_TZ).isoformat(), "original_filename": item.filename,
-            "size": item.size, "sha256": item.sha256, "duration_s": item.duration_s}
+            "size": item.size, "sha256": item.sha256, "duration_s": item.duration_s,
+            "teeth": " ".join(str(n) for n in details.teeth.get(item.id, ())),
+            "tags": "\n".join(details.tags.get(item.id, ())), "note": details.notes.get(item.id, "")}
 
 
 def _write_drawing(writer: Writer, relpath: str, n: int, d: ExportDrawing, item: ExportItem, lang: str) -> None:

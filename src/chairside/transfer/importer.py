@@ -6,7 +6,8 @@ Two source layouts are read:
   holding videos and photos at any depth, plus an optional `patients.csv` at the top (see csvfile.py).
 - **chairside-export**: a bag written by `chairside export` (`bagit.txt`, `data/media.csv`,
   `data/patients.csv`): items keep their media ids, capture times, original names and patients,
-  so export → import is a lossless round trip.
+  so export → import is a lossless round trip. The dentist's notes, an item's teeth and tags come back too
+  (with `--data`): added to what the clinic has, never removing or overwriting anything there.
 
 Each file is read once: copied into a staging file next to the blob store while its SHA-256 is
 computed ("as read"), then handed to the one ingest path (media/ingest.py), which adopts the
@@ -55,6 +56,7 @@ class PatientInfo:
     name_kana: str
     birth_date: date | None = None
     sex: str = "unknown"
+    note: str = ""  # patients.csv's メモ/備考/note column
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class Candidate:
     media_id: uuid.UUID | None = None  # from an export's media.csv
     captured_at: datetime | None = None
     filename: str = ""
+    teeth: tuple[int, ...] = ()  # an export's media.csv: FDI numbers, tags, the item's note
+    tags: tuple[str, ...] = ()
+    note: str = ""
 
 
 @dataclass
@@ -141,7 +146,7 @@ def _scan_folders(root: Path) -> Plan:
         name = (row.name if row and row.name else folder_name) or chart_no
         kana = (row.name_kana if row and row.name_kana else "") or name
         info = PatientInfo(chart_no[:40], name[:200], kana[:200], row.birth_date if row else None,
-                           row.sex if row else "unknown")
+                           row.sex if row else "unknown", row.note if row else "")
         for path in _walk(entry):
             st = path.stat()
             plan.candidates.append(Candidate(path, _rel(root, path), st.st_size, st.st_mtime_ns, info,
@@ -164,7 +169,7 @@ def _scan_export(root: Path) -> Plan:
     if (data / "patients.csv").is_file():
         rows, errors, plan.csv_encoding = csvfile.read_patients(data / "patients.csv")
         plan.csv_errors = [{"line": e.line, "reason": e.reason} for e in errors]
-        patients = {c: PatientInfo(r.chart_no, r.name or c, r.name_kana or r.name or c, r.birth_date, r.sex)
+        patients = {c: PatientInfo(r.chart_no, r.name or c, r.name_kana or r.name or c, r.birth_date, r.sex, r.note)
                     for c, r in rows.items()}
     for row in csvfile.read_table(data / "media.csv"):
         rel = row.get("file", "")
@@ -176,12 +181,15 @@ def _scan_export(root: Path) -> Plan:
             st = path.stat()
             media_id = uuid.UUID(row["media_id"])
             captured = datetime.fromisoformat(row["captured_at"])
+            teeth = tuple(int(n) for n in (row.get("teeth") or "").split())
         except (OSError, KeyError, ValueError) as e:
             plan.skipped.append({"path": f"data/{rel}", "reason": f"media.csv の行が使えません / unusable media.csv "
                                  f"row: {e}"})
             continue
+        tags = tuple(tag for tag in (row.get("tags") or "").splitlines() if tag.strip())
         plan.candidates.append(Candidate(path, f"data/{rel}", st.st_size, st.st_mtime_ns, info, media_id, captured,
-                                         row.get("original_filename") or path.name))
+                                         row.get("original_filename") or path.name, teeth, tags,
+                                         row.get("note") or ""))
     plan.drawings = [(_rel(root, p), p) for p in sorted(data.rglob("*.json")) if not _is_system(p.name)]
     return plan
 
@@ -262,6 +270,7 @@ class Report:
     csv_encoding: str | None = None
     complete: bool = False
     drawings: int = 0
+    details: int = 0  # items and patients given notes, teeth or tags from the source
     plan: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -337,6 +346,7 @@ def run_import(source: Path, clinic_id: uuid.UUID, target: Target | None, journa
         return report
     assert journal is not None
     _import_drawings(plan, target, journal, report, progress)
+    _import_details(plan, target, journal, report, progress)
     report.files, report.bytes, seconds = journal.totals("done")
     report.video_hours = round(seconds / 3600, 3)
     report.complete = not report.unverified
@@ -367,6 +377,54 @@ def _import_drawings(plan: Plan, target: Target, journal: Journal, report: Repor
             continue
         journal.put(Entry(relpath, 0, 0, "", str(doc["drawing_id"]), "drawing", kind="drawing"))
         report.drawings += 1
+
+
+def _import_details(plan: Plan, target: Target, journal: Journal, report: Report, progress: Progress) -> None:
+    """The notes, teeth and tags of an export (and a patients.csv's notes) onto what was imported, with --data.
+
+    Added, never taken away: teeth and tags join the item's own; a note is written only where there is none.
+    Each is applied once (the journal keeps what was applied), so a second run changes nothing."""
+    add = getattr(target, "details", None)
+    note_patient = getattr(target, "patient_note", None)
+    wanted = [c for c in plan.candidates if c.teeth or c.tags or c.note]
+    notes = {c.patient.chart_no: c.patient for c in plan.candidates if c.patient.note.strip()}
+    if add is None or note_patient is None:
+        if wanted or notes:
+            where = "data/media.csv" if plan.layout == "chairside-export" else "patients.csv"
+            report.skipped.append({"path": where, "reason": "メモ・歯番・タグは --data のときだけ取り込みます / "
+                                   "notes, teeth and tags are imported with --data only"})
+        return
+    for c in wanted:
+        done = journal.get(c.relpath)
+        if done is None or done.status != "done":
+            continue  # the item itself was not imported
+        key = f"details:{done.media_id}"
+        applied = json.dumps([c.teeth, c.tags, c.note], ensure_ascii=False)
+        if journal.meta(key) == applied:
+            continue
+        try:
+            add(uuid.UUID(done.media_id), c.teeth, c.tags, c.note)
+        except Skip as e:
+            report.skipped.append({"path": c.relpath, "reason": f"メモ・歯番・タグを取り込めません / notes, teeth or "
+                                   f"tags not imported: {e}"})
+            progress.note(f"skipped the notes, teeth or tags of {c.relpath}: {e}")
+            continue
+        journal.set_meta(key, applied)
+        report.details += 1
+    imported = {c.patient.chart_no for c in plan.candidates
+                if (entry := journal.get(c.relpath)) is not None and entry.status == "done"}
+    for chart_no, info in notes.items():
+        key = f"patient-note:{chart_no}"
+        if chart_no not in imported or journal.meta(key) == info.note:
+            continue
+        try:
+            note_patient(info)
+        except Skip as e:
+            report.skipped.append({"path": f"patients.csv ({chart_no})", "reason": f"患者メモを取り込めません / "
+                                   f"patient note not imported: {e}"})
+            continue
+        journal.set_meta(key, info.note)
+        report.details += 1
 
 
 def _dry_check(c: Candidate) -> float:

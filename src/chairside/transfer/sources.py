@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -15,7 +15,8 @@ from chairside.auth import audit
 from chairside.auth.principal import Principal
 from chairside.client import ChairsideError, Client
 from chairside.context import Context
-from chairside.db.models import Annotation, Clinic, Contract, Media, Patient
+from chairside.db.models import Annotation, Clinic, Contract, Media, MediaTag, Note, Patient
+from chairside.media import teeth as media_teeth
 from chairside.transfer.progress import TransferError
 
 
@@ -42,6 +43,18 @@ class ExportItem:
     duration_s: float | None
     width: int | None
     height: int | None
+    teeth: tuple[int, ...] = ()  # RemoteSource only: the listing carries them
+
+
+@dataclass(frozen=True)
+class Details:
+    """What the dentist wrote about a patient and their items: the patient's note; by item id, the teeth (FDI),
+    the tags and the note. Exported as columns of patients.csv and media.csv, imported back (importer.py)."""
+
+    note: str = ""
+    teeth: dict[str, list[int]] = field(default_factory=dict)
+    tags: dict[str, list[str]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,8 @@ class Source(Protocol):
     def content(self, item: ExportItem) -> Iterator[bytes]: ...
 
     def drawings(self, item: ExportItem) -> list[ExportDrawing]: ...
+
+    def details(self, patient: ExportPatient, items: Sequence[ExportItem]) -> Details: ...
 
     def exported(self, patient: ExportPatient, items: Sequence[ExportItem]) -> None:
         """Record in the audit trail that these items were written out."""
@@ -124,6 +139,21 @@ class LocalSource:
             return [ExportDrawing(str(a.id), a.version, a.media_time_s, list(a.shapes), a.author_name, a.updated_at)
                     for a in rows]
 
+    def details(self, patient: ExportPatient, items: Sequence[ExportItem]) -> Details:
+        ids = [uuid.UUID(i.id) for i in items]
+        pid = uuid.UUID(patient.id)
+        with self.ctx.db.read() as s:
+            teeth = media_teeth.of_items(s, ids) if ids else {}
+            tags: dict[str, list[str]] = {}
+            tagged = (select(MediaTag.media_id, MediaTag.tag).join(Media, Media.id == MediaTag.media_id)
+                      .where(Media.patient_id == pid).order_by(MediaTag.media_id, MediaTag.tag))
+            for media_id, tag in s.execute(tagged):
+                tags.setdefault(str(media_id), []).append(tag)
+            notes = {str(n.entity_id): n.text for n in s.scalars(select(Note).where(
+                Note.contract_id == self.contract_id, Note.text != "",
+                (Note.patient_id == pid) | Note.media_id.in_(select(Media.id).where(Media.patient_id == pid))))}
+        return Details(notes.pop(patient.id, ""), {str(k): v for k, v in teeth.items()}, tags, notes)
+
     def exported(self, patient: ExportPatient, items: Sequence[ExportItem]) -> None:
         with self.ctx.db.session() as s:
             for item in items:
@@ -178,7 +208,7 @@ class RemoteSource:
         rows.sort(key=lambda m: (m["captured_at"], m["id"]))
         return [ExportItem(m["id"], m["kind"], m["mime"], int(m["size"]), m["sha256"],
                            datetime.fromisoformat(m["captured_at"]), m["filename"], m.get("duration_s"),
-                           m.get("width"), m.get("height")) for m in rows]
+                           m.get("width"), m.get("height"), tuple(m.get("teeth") or ())) for m in rows]
 
     def content(self, item: ExportItem) -> Iterator[bytes]:
         yield from self.client.iter_content(item.id, chunk_size=1 << 20)
@@ -187,6 +217,12 @@ class RemoteSource:
         rows = self._get(f"/api/v1/media/{item.id}/annotations")["items"]
         return [ExportDrawing(a["id"], int(a["version"]), a.get("media_time_s"), list(a["shapes"]),
                               a.get("author_name", ""), datetime.fromisoformat(a["updated_at"])) for a in rows]
+
+    def details(self, patient: ExportPatient, items: Sequence[ExportItem]) -> Details:
+        tags = {row["media_id"]: list(row["tags"]) for row in self._get(f"/api/v1/patients/{patient.id}/tags")["items"]}
+        notes = {i.id: self._get(f"/api/v1/media/{i.id}/note")["text"] for i in items}
+        return Details(self._get(f"/api/v1/patients/{patient.id}/note")["text"],
+                       {i.id: list(i.teeth) for i in items if i.teeth}, tags, {k: v for k, v in notes.items() if v})
 
     def exported(self, patient: ExportPatient, items: Sequence[ExportItem]) -> None:
         pass  # the server records each read of the content itself

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,10 @@ from sqlalchemy import select
 from chairside.auth.principal import Principal
 from chairside.client import ChairsideError, Client
 from chairside.context import Context
-from chairside.db.models import Clinic, Patient
+from chairside.db.models import Clinic, MediaTag, Note, Patient
 from chairside.errors import Problem
 from chairside.media import annotations as drawings
+from chairside.media import notes, tags, teeth
 from chairside.media.ingest import IngestRequest, ingest
 from chairside.patients import service as patients
 from chairside.quota import plan_changes
@@ -121,6 +123,38 @@ class LocalTarget:
         except Problem as e:
             raise Skip(e.detail) from None
         return True
+
+    def details(self, media_id: uuid.UUID, item_teeth: Sequence[int], item_tags: Sequence[str], note: str) -> None:
+        """An exported item's teeth and tags joined to its own, its note where it has none (the one write paths:
+        audited, fed to relays)."""
+        try:
+            with self.ctx.db.read() as s:
+                have_teeth = set(teeth.of_items(s, [media_id]).get(media_id, []))
+                have_tags = set(s.scalars(select(MediaTag.tag).where(MediaTag.media_id == media_id)))
+                have_note = s.get(Note, media_id)
+            if not set(item_teeth) <= have_teeth:
+                teeth.set_teeth(self.ctx, self.principal, media_id, sorted(have_teeth | set(item_teeth)))
+            cleaned = set(tags.clean_tags(item_tags))
+            if not cleaned <= have_tags:
+                tags.set_tags(self.ctx, self.principal, media_id, sorted(have_tags | cleaned))
+            if note.strip() and (have_note is None or not have_note.text):
+                notes.set_note(self.ctx, self.principal, "media", media_id, note)
+        except ValueError as e:
+            raise Skip(str(e)) from None
+        except Problem as e:
+            raise Skip(e.detail) from None
+
+    def patient_note(self, info: PatientInfo) -> None:
+        """A patients.csv note onto the patient, unless the patient has a note already."""
+        patient_id, _ = self.patient(info)
+        with self.ctx.db.read() as s:
+            have = s.get(Note, patient_id)
+        if have is not None and have.text:
+            return
+        try:
+            notes.set_note(self.ctx, self.principal, "patient", patient_id, info.note)
+        except Problem as e:
+            raise Skip(e.detail) from None
 
     def discard(self, staged: Staged) -> None:
         if staged.temporary:
