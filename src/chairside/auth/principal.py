@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from chairside.auth.accounts import ended_message
 from chairside.auth.tokens import token_hash
@@ -91,16 +92,22 @@ def relay_principal(ctx: Context, token: str, address: str) -> Principal:
                      address=address)
 
 
+def _session_row(s: Session, token: str) -> tuple[DeviceSession, Account] | None:
+    """The device session with this token, and its account."""
+    row = s.execute(
+        select(DeviceSession, Account).join(Account, Account.id == DeviceSession.account_id)
+        .where(DeviceSession.token_hash == token_hash(token))
+    ).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
 def session_principal(ctx: Context, token: str, address: str) -> Principal:
     """The device session's caller. Most requests only read (no write lock: a page's thumbnails, asked for
     at once, do not queue behind one another's audit writes for it); a session whose last_seen_at is due
     (every 30 s) or that has lapsed is settled in a write transaction."""
     now = utcnow()
     with ctx.db.read() as s:
-        row = s.execute(
-            select(DeviceSession, Account).join(Account, Account.id == DeviceSession.account_id)
-            .where(DeviceSession.token_hash == token_hash(token))
-        ).one_or_none()
+        row = _session_row(s, token)
     if row is None:
         raise sign_in_first()
     session, account = row
@@ -130,10 +137,7 @@ def _principal_of(session: DeviceSession, account: Account, address: str) -> Pri
 def _session_principal_writing(ctx: Context, token: str, address: str, now: datetime) -> Principal:
     """As session_principal, under the write lock: ends a lapsed session, or records that it was seen now."""
     with ctx.db.session() as s:
-        row = s.execute(
-            select(DeviceSession, Account).join(Account, Account.id == DeviceSession.account_id)
-            .where(DeviceSession.token_hash == token_hash(token))
-        ).one_or_none()
+        row = _session_row(s, token)
         if row is None:
             raise sign_in_first()
         session, account = row
