@@ -1,5 +1,5 @@
-"""The demo lets a dentist judge the product: recent patients with media first, tagged and drawn-on items,
-clips of 20-60 s, and a contract near 80 % of its plan so that the banner shows.
+"""The demo lets a dentist judge the product: recent patients with media first, tagged and drawn-on items, tooth
+numbers and notes, clips of 20-60 s, and a contract near 80 % of its plan so that the banner shows.
 
 The seeding runs here with 1-second clips (the real ones take about a minute and a half to make): what is
 checked is what the viewer will show, through the same reads the API makes.
@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from chairside.cli import demo
 from chairside.context import Context
 from chairside.db.models import Annotation, Media, Patient
+from chairside.media import notes, teeth
 from chairside.media.tags import by_item
 from chairside.quota.usage import quota_of
 from tests.factories import operator
@@ -48,6 +49,12 @@ def test_demo_seed_puts_patients_with_media_first_with_tags_drawings_and_the_quo
     assert 80 <= quota.percent < 90  # the banner shows from 80 %; videos can still be stored
     tags = by_item(ctx, boss, recent[0].id)
     assert sorted(tag for item in tags.values() for tag in item if tag in ("術前", "術後")) == ["術前", "術後"]
+    with ctx.db.read() as s:  # tooth numbers on the first patient's pair, and the dentist's notes
+        items = list(s.scalars(select(Media.id).where(Media.patient_id == recent[0].id)))
+        shown = teeth.of_items(s, items)
+    assert sum(1 for v in shown.values() if v == [46]) >= 2
+    assert notes.get_note(ctx, boss, "patient", recent[0].id).text == demo.PATIENT_NOTE
+    assert [n for i in items if (n := notes.get_note(ctx, boss, "media", i).text)] == [demo.ITEM_NOTE[1]]
     assert demo.seed(ctx, Console(quiet=True))["contract_id"] == creds["contract_id"]  # a second start reuses it
 
 

@@ -2,10 +2,10 @@
 
 The demo is for a dentist judging the product in a few minutes: the patients with media come first in
 "recent patients", the videos are real 1080p clips of 20 to 60 seconds, some items carry tags (術前 and
-術後, so that compare labels its cells) and drawings, and the contract's counter stands at about 80 % of
-its plan so that the "storage nearly full" banner shows. Making the media is the first run's cost
-(README states the measured figures); later starts reuse the data folder. Ctrl+C stops it at any time;
-stopped during the first run's seeding, the data folder is incomplete: delete it to start again.
+術後, so that compare labels its cells), tooth numbers, drawings and notes, and the contract's counter
+stands at about 80 % of its plan so that the "storage nearly full" banner shows. Making the media is the
+first run's cost (README states the measured figures); later starts reuse the data folder. Ctrl+C stops it
+at any time; stopped during the first run's seeding, the data folder is incomplete: delete it to start again.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ from chairside.cli.common import DatabaseUrl, DataDir, load_settings
 from chairside.context import Context, build_context
 from chairside.db.models import Account, Contract
 from chairside.media import annotations as drawings
+from chairside.media import notes
 from chairside.media.ingest import IngestRequest, file_sha256, ingest
 from chairside.media.tags import set_tags
+from chairside.media.teeth import set_teeth
 from chairside.patients import service as patients_service
 from chairside.quota.usage import MS_PER_HOUR
 from chairside.tenancy import service as tenancy
@@ -61,6 +63,11 @@ QUOTA_SHARE = 0.82
 #: (patient index, length in seconds, tags): the clips, 20-60 s of 1080p H.264 at a microscope's bitrate.
 VIDEOS = [(0, 20, ["術前"]), (0, 45, ["術後", "説明用"]), (1, 30, ["初診"]), (2, 60, []), (3, 25, ["術前"]),
           (3, 40, ["術後"])]
+#: Tooth numbers (FDI) by position in the media plan: the 術前/術後 pairs show 46 (右下6) and 11, 21.
+TEETH = {0: [46], 1: [46], 4: [11, 21], 5: [11, 21], 6: [46]}
+#: Notes a dentist leaves: on the 術後 clip of the first patient, and on that patient.
+ITEM_NOTE = (1, "右下6 根管治療後。次回、被せ物の説明に使う。")
+PATIENT_NOTE = "ペニシリン系にアレルギーあり。午前の予約を希望。"
 VIDEO_BITRATE = 4_000_000
 #: How many of the patients have media; they are registered last, so they lead "recent patients".
 WITH_MEDIA = 10
@@ -114,6 +121,7 @@ def seed(ctx: Context, console: Console) -> dict[str, object]:
             station, token = tenancy.create_station(ctx, clinic_id, name)
             stations.append({"id": str(station.id), "clinic_id": str(clinic_id), "name": name, "token": token})
     _seed_media(ctx, console, operator, patients, rng)
+    notes.set_note(ctx, operator, "patient", patients[0][0], PATIENT_NOTE)
     _near_full(ctx, contract_id)
     creds: dict[str, object] = {"contract_id": str(contract_id), "clinic_ids": [str(c) for c in clinic_ids],
                                 "stations": stations}
@@ -161,6 +169,10 @@ def _seed_media(
             path.unlink(missing_ok=True)  # ingest moved it into the store; never more than one file here
             if tags:
                 set_tags(ctx, operator, media_id, tags)
+            if n in TEETH:
+                set_teeth(ctx, operator, media_id, TEETH[n])
+            if n == ITEM_NOTE[0]:
+                notes.set_note(ctx, operator, "media", media_id, ITEM_NOTE[1])
             if n in (1, 6):  # a drawing on the 術後 clip (at 2 s) and on a photo
                 drawings.create(ctx, operator, media_id, _drawing(), media_time_s=2.0 if kind == "video" else None)
             progress.advance(task, weights[n])
