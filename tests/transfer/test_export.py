@@ -268,3 +268,26 @@ def test_export_of_patients_through_the_sdk_with_english_names(ctx: Context, ten
     unknown = run("export", "--to", str(tmp_path / "x"), "--patient", str(uuid.uuid4()), "--server", server.url,
                   "--token", tenant.token)
     assert unknown.exit_code == 2 and unknown.json()["error"] == "patient-not-found"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_teeth_tags_and_notes_come_back_through_the_sdk(ctx: Context, tenant: Tenant, other_tenant: Tenant, ssd: Ssd,
+                                                       server: LiveServer, tmp_path: Path) -> None:
+    """An export imported with `--server` (a station token): the same details as with --data, through the API."""
+    _import(ctx, tenant, ssd)
+    written = _write_about(ctx, tenant)
+    to = tmp_path / "bag"
+    assert run("export", "--to", str(to), "--contract", str(tenant.contract_id), *local(ctx)).exit_code == 0
+    # The same database holds the first contract's ids: give the items new ones, as another installation would.
+    media_csv = to / "data" / "media.csv"
+    rows = csvfile.read_table(media_csv)
+    fresh = {r["media_id"]: str(uuid.uuid4()) for r in rows}
+    media_csv.write_bytes(csvfile.render(list(exporter.MEDIA_COLUMNS), [
+        [fresh[r["media_id"]] if c == "media_id" else r[c] for c in exporter.MEDIA_COLUMNS] for r in rows]))
+    out = run("import", "--from", str(to), "--clinic", str(other_tenant.clinic_ids[0]), "--server", server.url,
+              "--token", other_tenant.token, "--state", str(tmp_path / "state"))
+    assert out.exit_code == 0, out.stdout + out.stderr
+    assert out.json()["details"] == 3
+    moved = {k: uuid.UUID(fresh[str(v)]) if k != "patient" else v for k, v in written.items()}
+    mine = _about(ctx, tenant.contract_id, written)
+    assert _about(ctx, other_tenant.contract_id, moved) == mine

@@ -5,10 +5,10 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import httpx
 
@@ -156,11 +156,34 @@ class Client:
             if not cursor:
                 return items
 
+    # -- what the dentist writes: tags, notes (teeth: set_teeth below) ---------------------------
+    def patient_tags(self, patient_id: str | uuid.UUID) -> dict[str, list[str]]:
+        """The tags on the patient's items, by media id (items without tags are left out)."""
+        page = self._json("GET", f"/api/v1/patients/{patient_id}/tags")
+        return {row["media_id"]: list(row["tags"]) for row in page["items"]}
+
+    def set_tags(self, media_id: str | uuid.UUID, tags: Sequence[str]) -> list[str]:
+        """Replace the item's tags (e.g. 術前, 術後); [] clears them."""
+        result: list[str] = self._json("PUT", f"/api/v1/media/{media_id}/tags", json={"tags": list(tags)})["tags"]
+        return result
+
+    def get_note(self, kind: Literal["media", "patient"], entity_id: str | uuid.UUID) -> str:
+        """The note on an item (`kind="media"`) or a patient; "" when there is none."""
+        path = "media" if kind == "media" else "patients"
+        text: str = self._json("GET", f"/api/v1/{path}/{entity_id}/note")["text"]
+        return text
+
+    def set_note(self, kind: Literal["media", "patient"], entity_id: str | uuid.UUID, text: str) -> str:
+        """Set the note on an item or a patient ("" clears it); answers the note as stored."""
+        path = "media" if kind == "media" else "patients"
+        stored: str = self._json("PUT", f"/api/v1/{path}/{entity_id}/note", json={"text": text})["text"]
+        return stored
+
     def get_media(self, media_id: str | uuid.UUID) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", f"/api/v1/media/{media_id}")
         return result
 
-    def set_teeth(self, media_id: str | uuid.UUID, teeth: list[int]) -> list[int]:
+    def set_teeth(self, media_id: str | uuid.UUID, teeth: Sequence[int]) -> list[int]:
         """Replace the teeth an item shows (FDI numbers: 11–48, 51–85); answers the stored set, sorted."""
         result: dict[str, Any] = self._json("PUT", f"/api/v1/media/{media_id}/teeth", json={"teeth": list(teeth)})
         return list(result["teeth"])

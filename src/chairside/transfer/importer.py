@@ -6,8 +6,8 @@ Two source layouts are read:
   holding videos and photos at any depth, plus an optional `patients.csv` at the top (see csvfile.py).
 - **chairside-export**: a bag written by `chairside export` (`bagit.txt`, `data/media.csv`,
   `data/patients.csv`): items keep their media ids, capture times, original names and patients,
-  so export → import is a lossless round trip. The dentist's notes, an item's teeth and tags come back too
-  (with `--data`): added to what the clinic has, never removing or overwriting anything there.
+  so export → import is a lossless round trip. The dentist's notes, an item's teeth and tags come back too:
+  added to what the clinic has, never removing or overwriting anything there.
 
 Each file is read once: copied into a staging file next to the blob store while its SHA-256 is
 computed ("as read"), then handed to the one ingest path (media/ingest.py), which adopts the
@@ -380,7 +380,7 @@ def _import_drawings(plan: Plan, target: Target, journal: Journal, report: Repor
 
 
 def _import_details(plan: Plan, target: Target, journal: Journal, report: Report, progress: Progress) -> None:
-    """The notes, teeth and tags of an export (and a patients.csv's notes) onto what was imported, with --data.
+    """The notes, teeth and tags of an export (and a patients.csv's notes) onto what was imported.
 
     Added, never taken away: teeth and tags join the item's own; a note is written only where there is none.
     Each is applied once (the journal keeps what was applied), so a second run changes nothing."""

@@ -219,10 +219,9 @@ class RemoteSource:
                               a.get("author_name", ""), datetime.fromisoformat(a["updated_at"])) for a in rows]
 
     def details(self, patient: ExportPatient, items: Sequence[ExportItem]) -> Details:
-        tags = {row["media_id"]: list(row["tags"]) for row in self._get(f"/api/v1/patients/{patient.id}/tags")["items"]}
-        notes = {i.id: self._get(f"/api/v1/media/{i.id}/note")["text"] for i in items}
-        return Details(self._get(f"/api/v1/patients/{patient.id}/note")["text"],
-                       {i.id: list(i.teeth) for i in items if i.teeth}, tags, {k: v for k, v in notes.items() if v})
+        notes = {i.id: self.client.get_note("media", i.id) for i in items}
+        return Details(self.client.get_note("patient", patient.id), {i.id: list(i.teeth) for i in items if i.teeth},
+                       self.client.patient_tags(patient.id), {k: v for k, v in notes.items() if v})
 
     def exported(self, patient: ExportPatient, items: Sequence[ExportItem]) -> None:
         pass  # the server records each read of the content itself

@@ -226,6 +226,32 @@ class RemoteTarget:
             raise Unverified(e.detail) from None
         return Stored(str(item["kind"]), str(item["sha256"]), int(item["size"]), float(item.get("duration_s") or 0.0))
 
+    def details(self, media_id: uuid.UUID, item_teeth: Sequence[int], item_tags: Sequence[str], note: str) -> None:
+        """As LocalTarget.details, through the API (a station token may set teeth, tags and notes)."""
+        try:
+            item = self.client.get_media(media_id)
+            have_teeth = set(item.get("teeth") or ())
+            if not set(item_teeth) <= have_teeth:
+                self.client.set_teeth(media_id, sorted(have_teeth | set(item_teeth)))
+            have_tags = set(self.client.patient_tags(item["patient_id"]).get(str(media_id), ()))
+            cleaned = set(tags.clean_tags(item_tags))
+            if not cleaned <= have_tags:
+                self.client.set_tags(media_id, sorted(have_tags | cleaned))
+            if note.strip() and not self.client.get_note("media", media_id):
+                self.client.set_note("media", media_id, note)
+        except ValueError as e:
+            raise Skip(str(e)) from None
+        except ChairsideError as e:
+            raise Skip(e.detail) from None
+
+    def patient_note(self, info: PatientInfo) -> None:
+        patient_id, _ = self.patient(info)
+        try:
+            if not self.client.get_note("patient", patient_id):
+                self.client.set_note("patient", patient_id, info.note)
+        except ChairsideError as e:
+            raise Skip(e.detail) from None
+
     def discard(self, staged: Staged) -> None:
         pass
 
