@@ -69,3 +69,13 @@ def test_patient_folders_and_media_ids() -> None:
     assert a == import_media_id(clinic, "00123/rec.mp4", "ab" * 32)
     assert a != import_media_id(clinic, "00456/rec.mp4", "ab" * 32) != import_media_id(uuid.uuid4(), "00123/rec.mp4",
                                                                                         "ab" * 32)
+
+
+def test_an_import_adds_teeth_and_tags_and_writes_a_note_only_where_there_is_none() -> None:
+    from chairside.transfer.importer import Additions, additions
+
+    assert additions([16], ["術前"], "", [17, 16], ["術前", " 説明用 "], "メモ") == Additions(
+        [16, 17], ["術前", "説明用"], "メモ")
+    nothing = Additions(None, None, None)
+    assert additions([16, 17], ["術後", "術前"], "先生のメモ", [16], ["術前"], "古いメモ") == nothing
+    assert additions([], [], "", [], [], "  ") == nothing  # a blank note is no note

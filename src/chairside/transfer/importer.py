@@ -28,7 +28,7 @@ import os
 import shutil
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chairside.domain.calendar import CLINIC_TZ
+from chairside.media.tags import clean_tags
 from chairside.mediafile import CorruptMedia, MediaError, UnsupportedMedia, probe_image, probe_video, sniff
 from chairside.transfer import csvfile
 from chairside.transfer.journal import Entry, Journal
@@ -377,6 +378,26 @@ def _import_drawings(plan: Plan, target: Target, journal: Journal, report: Repor
             continue
         journal.put(Entry(relpath, 0, 0, "", str(doc["drawing_id"]), "drawing", kind="drawing"))
         report.drawings += 1
+
+
+@dataclass(frozen=True)
+class Additions:
+    """What an import writes onto an item: None where it leaves the item as it is."""
+
+    teeth: list[int] | None
+    tags: list[str] | None
+    note: str | None
+
+
+def additions(have_teeth: Iterable[int], have_tags: Iterable[str], have_note: str,
+              teeth: Iterable[int], tags: Iterable[str], note: str) -> Additions:
+    """The one rule for what the dentist wrote, on its way in: teeth and tags join the item's own (nothing is
+    taken away), a note is written only where there is none. ValueError for a tag that is not text."""
+    had_teeth, had_tags = set(have_teeth), set(have_tags)
+    new_tags = set(clean_tags(tags))
+    return Additions(None if set(teeth) <= had_teeth else sorted(had_teeth | set(teeth)),
+                     None if new_tags <= had_tags else sorted(had_tags | new_tags),
+                     note if note.strip() and not have_note else None)
 
 
 def _import_details(plan: Plan, target: Target, journal: Journal, report: Report, progress: Progress) -> None:

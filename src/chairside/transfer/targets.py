@@ -22,7 +22,16 @@ from chairside.media import notes, tags, teeth
 from chairside.media.ingest import IngestRequest, ingest
 from chairside.patients import service as patients
 from chairside.quota import plan_changes
-from chairside.transfer.importer import Candidate, PatientInfo, Skip, Staged, Stored, Unverified, copy_hashing
+from chairside.transfer.importer import (
+    Candidate,
+    PatientInfo,
+    Skip,
+    Staged,
+    Stored,
+    Unverified,
+    additions,
+    copy_hashing,
+)
 from chairside.transfer.progress import Progress, TransferError
 
 _SHAPES: TypeAdapter[list[drawings.Shape]] = TypeAdapter(list[drawings.Shape])
@@ -125,20 +134,20 @@ class LocalTarget:
         return True
 
     def details(self, media_id: uuid.UUID, item_teeth: Sequence[int], item_tags: Sequence[str], note: str) -> None:
-        """An exported item's teeth and tags joined to its own, its note where it has none (the one write paths:
-        audited, fed to relays)."""
+        """An exported item's teeth, tags and note onto it (importer.additions), through the one write paths:
+        audited, fed to relays."""
         try:
             with self.ctx.db.read() as s:
-                have_teeth = set(teeth.of_items(s, [media_id]).get(media_id, []))
-                have_tags = set(s.scalars(select(MediaTag.tag).where(MediaTag.media_id == media_id)))
+                have_teeth = teeth.of_items(s, [media_id]).get(media_id, [])
+                have_tags = list(s.scalars(select(MediaTag.tag).where(MediaTag.media_id == media_id)))
                 have_note = s.get(Note, media_id)
-            if not set(item_teeth) <= have_teeth:
-                teeth.set_teeth(self.ctx, self.principal, media_id, sorted(have_teeth | set(item_teeth)))
-            cleaned = set(tags.clean_tags(item_tags))
-            if not cleaned <= have_tags:
-                tags.set_tags(self.ctx, self.principal, media_id, sorted(have_tags | cleaned))
-            if note.strip() and (have_note is None or not have_note.text):
-                notes.set_note(self.ctx, self.principal, "media", media_id, note)
+            add = additions(have_teeth, have_tags, have_note.text if have_note else "", item_teeth, item_tags, note)
+            if add.teeth is not None:
+                teeth.set_teeth(self.ctx, self.principal, media_id, add.teeth)
+            if add.tags is not None:
+                tags.set_tags(self.ctx, self.principal, media_id, add.tags)
+            if add.note is not None:
+                notes.set_note(self.ctx, self.principal, "media", media_id, add.note)
         except ValueError as e:
             raise Skip(str(e)) from None
         except Problem as e:
@@ -149,10 +158,10 @@ class LocalTarget:
         patient_id, _ = self.patient(info)
         with self.ctx.db.read() as s:
             have = s.get(Note, patient_id)
-        if have is not None and have.text:
-            return
+        note = additions((), (), have.text if have else "", (), (), info.note).note
         try:
-            notes.set_note(self.ctx, self.principal, "patient", patient_id, info.note)
+            if note is not None:
+                notes.set_note(self.ctx, self.principal, "patient", patient_id, note)
         except Problem as e:
             raise Skip(e.detail) from None
 
@@ -230,15 +239,15 @@ class RemoteTarget:
         """As LocalTarget.details, through the API (a station token may set teeth, tags and notes)."""
         try:
             item = self.client.get_media(media_id)
-            have_teeth = set(item.get("teeth") or ())
-            if not set(item_teeth) <= have_teeth:
-                self.client.set_teeth(media_id, sorted(have_teeth | set(item_teeth)))
-            have_tags = set(self.client.patient_tags(item["patient_id"]).get(str(media_id), ()))
-            cleaned = set(tags.clean_tags(item_tags))
-            if not cleaned <= have_tags:
-                self.client.set_tags(media_id, sorted(have_tags | cleaned))
-            if note.strip() and not self.client.get_note("media", media_id):
-                self.client.set_note("media", media_id, note)
+            have_tags = self.client.patient_tags(item["patient_id"]).get(str(media_id), [])
+            add = additions(item.get("teeth") or (), have_tags, self.client.get_note("media", media_id),
+                            item_teeth, item_tags, note)
+            if add.teeth is not None:
+                self.client.set_teeth(media_id, add.teeth)
+            if add.tags is not None:
+                self.client.set_tags(media_id, add.tags)
+            if add.note is not None:
+                self.client.set_note("media", media_id, add.note)
         except ValueError as e:
             raise Skip(str(e)) from None
         except ChairsideError as e:
@@ -247,8 +256,9 @@ class RemoteTarget:
     def patient_note(self, info: PatientInfo) -> None:
         patient_id, _ = self.patient(info)
         try:
-            if not self.client.get_note("patient", patient_id):
-                self.client.set_note("patient", patient_id, info.note)
+            note = additions((), (), self.client.get_note("patient", patient_id), (), (), info.note).note
+            if note is not None:
+                self.client.set_note("patient", patient_id, note)
         except ChairsideError as e:
             raise Skip(e.detail) from None
 
