@@ -197,12 +197,15 @@ def test_crash_between_the_last_byte_and_ingest_is_finished_by_the_next_head(
 
 def test_the_sweep_removes_orphan_partial_files_only_when_old(ctx: Context) -> None:
     ctx.settings.uploads_dir.mkdir(parents=True, exist_ok=True)
-    orphan = ctx.settings.uploads_dir / "deadbeef.part"
-    orphan.write_bytes(b"x" * 100)
-    assert sweep_expired(ctx) == 0 and orphan.exists()  # young: a row may be about to commit
+    # A partial file, one staged for storing and one copied back after a crash (uploads/service.py), no row.
+    orphans = [ctx.settings.uploads_dir / f"deadbeef{n}{suffix}" for n, suffix in enumerate((".part", ".ingest",
+                                                                                           ".copy"))]
+    for orphan in orphans:
+        orphan.write_bytes(b"x" * 100)
+    assert sweep_expired(ctx) == 0 and all(o.exists() for o in orphans)  # young: a row may be about to commit
     later = utcnow() + timedelta(seconds=ctx.settings.upload_expiry_s + 60)
-    assert sweep_expired(ctx, now=later) == 1
-    assert not orphan.exists()
+    assert sweep_expired(ctx, now=later) == 3
+    assert not any(o.exists() for o in orphans)
 
 
 def test_viewers_and_stations_of_the_same_contract_cannot_purge_or_manage_stations(

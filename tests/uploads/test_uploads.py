@@ -125,6 +125,21 @@ def test_patch_at_a_wrong_offset_is_409_with_the_right_one(
     assert "100" in r.json()["detail"]
 
 
+def test_a_patch_at_a_wrong_offset_of_a_finished_upload_is_409_with_its_length(
+    server: LiveServer, tenant: Tenant, patient: Patient, media_dir: Path
+) -> None:
+    """Not a 404 "upload no longer exists" (its partial file is gone once stored): a client resending from an
+    old offset is told the upload is whole, and HEAD agrees; nothing is stored twice."""
+    data = (media_dir / "photo.jpg").read_bytes()
+    url = server.url + create(server.url, tenant.token, len(data), patient["id"]).headers["Location"]
+    assert patch(url, tenant.token, 0, data).status_code == 204
+    r = patch(url, tenant.token, 0, data[:100])
+    assert r.status_code == 409, r.text
+    assert r.headers["Upload-Offset"] == str(len(data)) and r.json()["type"].endswith("/offset-mismatch")
+    assert head(url, tenant.token).headers["Upload-Offset"] == str(len(data))
+    assert patch(url, tenant.token, len(data), b"").status_code == 204  # the retry of the last PATCH: done
+
+
 def test_concurrent_patches_of_one_upload_never_interleave(
     ctx: Context, server: LiveServer, tenant: Tenant, api: Client, patient: Patient, media_dir: Path
 ) -> None:

@@ -100,7 +100,8 @@ class PartStore:
     def remove(self, upload_id: str) -> None:
         with self._hashes_lock:
             self._hashes.pop(upload_id, None)
-        for path in (self.path(upload_id), self.path(upload_id).with_suffix(".ingest")):
+        part = self.path(upload_id)  # with the names it takes while stored or recovered (uploads/service.py)
+        for path in (part, part.with_suffix(".ingest"), part.with_suffix(".copy")):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 

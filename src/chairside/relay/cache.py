@@ -51,7 +51,7 @@ TOUCH_EVERY_S = 60.0  # last_used_at is written at most this often per blob
 JANITOR_INTERVAL_S = 60.0
 EVICT_BATCH = 100
 THUMBNAIL_MAX_BYTES = 16 << 20
-DOWNLOAD_ATTEMPTS = 4  # a cut download resumes from its offset this many times; an unreachable cloud ends it
+DOWNLOAD_ATTEMPTS = 4  # tries of a download, resuming at its offset after each cut; a refused connection ends it
 _PROXY_HEADERS = ("content-type", "content-length", "content-range", "etag", "accept-ranges", "cache-control",
                   "content-disposition", "last-modified")
 _evict_lock = threading.Lock()

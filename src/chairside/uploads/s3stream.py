@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from sqlalchemy import delete, update
-from starlette.requests import ClientDisconnect
 
 from chairside.auth import audit
 from chairside.auth.principal import Principal
@@ -45,12 +44,13 @@ from chairside.errors import Problem
 from chairside.media.ingest import IngestRequest, ingest
 from chairside.tenancy import visibility
 from chairside.uploads import clusterlock, tus
-from chairside.uploads.tus import bad, checksum_mismatch, tus_headers
+from chairside.uploads.body import Body
+from chairside.uploads.tus import checksum_mismatch, tus_headers
 
 if TYPE_CHECKING:
     from chairside.blobs.s3parts import S3Parts
 
-__all__ = ["discard", "enabled", "finish_stored", "receive"]
+__all__ = ["complete", "discard", "enabled", "finish_stored", "locked", "write_body"]
 
 BATCH = 1 << 20  # bytes gathered before each hash in a worker thread
 log = logging.getLogger(__name__)
@@ -98,14 +98,14 @@ def _state(ctx: Context, upload_id: str) -> UploadS3State:
 
 
 @contextlib.asynccontextmanager
-async def _locked(ctx: Context, upload_id: str, wait_s: float) -> AsyncIterator[None]:
+async def locked(ctx: Context, upload_id: str, wait_s: float) -> AsyncIterator[int | None]:
     """The upload's lock: PostgreSQL's advisory lock across servers, and a local file's flock within a host."""
     lock_file = ctx.parts.path(upload_id)
     if not lock_file.exists():  # another server began this upload: the empty file is only this host's lock
         with contextlib.suppress(FileExistsError):
             ctx.parts.create(upload_id)
     async with clusterlock.held(ctx, upload_id, wait_s), ctx.parts.locked(upload_id, wait_s):
-        yield
+        yield None
 
 
 def _cached_hash(upload_id: str, offset: int) -> hashlib._Hash | None:
@@ -124,48 +124,11 @@ def _remember(upload_id: str, offset: int, hasher: hashlib._Hash | None) -> None
             _hashes[upload_id] = (offset, hasher)
 
 
-async def receive(
-    ctx: Context,
-    principal: Principal,
-    upload: Upload,
-    body: AsyncIterator[bytes],
-    declared_length: str | None,
-    checksum: tus.Checksum | None,
-    offset: int = 0,
-) -> Upload:
-    """`uploads.service.receive` for an S3 store: append the body at `offset`, complete when whole."""
-    from chairside.uploads.service import load
-
-    if upload.offset == upload.length and upload.completed_at is None:
-        upload = await finish_stored(ctx, principal, upload)
-    if upload.completed_at is not None and offset == upload.length:
-        return upload
-    async with _locked(ctx, upload.id, ctx.settings.upload_lock_wait_s):
-        upload = await anyio.to_thread.run_sync(load, ctx, principal, upload.id)
-        if upload.completed_at is not None or offset != upload.offset:
-            if upload.completed_at is not None and offset == upload.length:
-                return upload
-            raise Problem(409, f"The upload is at byte {upload.offset}, not {offset}. Resume from the "
-                          "server's offset (ask with HEAD).", code="offset-mismatch",
-                          headers=tus_headers(upload, Connection="close"))
-        if declared_length is not None and declared_length.isdigit() and \
-                int(declared_length) > upload.length - offset:
-            raise bad("The request sends more bytes than the upload's declared length.", code="too-long")
-        if upload.offset < upload.length:
-            upload, idle = await _write_body(ctx, upload, body, checksum)
-            if idle and upload.offset < upload.length:
-                raise Problem(408, f"No bytes arrived for {ctx.settings.upload_idle_timeout_s:g} s, so this request "
-                              f"was ended; the upload is at byte {upload.offset}. Resume from there.",
-                              code="upload-idle", headers=tus_headers(upload, Connection="close"))
-        if upload.offset == upload.length:
-            upload = await _complete(ctx, principal, upload)
-    return upload
-
-
-async def _write_body(
+async def write_body(
     ctx: Context, upload: Upload, body: AsyncIterator[bytes], checksum: tus.Checksum | None
 ) -> tuple[Upload, bool]:
-    """Stream the body into parts (sent as they fill) and a new tail; commit them with the new offset."""
+    """Stream the body into parts (sent as they fill) and a new tail; commit them with the new offset. The
+    caller (uploads.service.receive) holds the lock and has checked the offset."""
     parts_store = _parts(ctx)
     part_size = parts_store.part_size
     state = await anyio.to_thread.run_sync(_state, ctx, upload.id)
@@ -186,8 +149,7 @@ async def _write_body(
     parts_bytes = state.parts_bytes
     s3_upload_id = state.s3_upload_id
     pos = start
-    limit = upload.length
-    disconnected = idle = False
+    reader = Body(body, upload.length - start, ctx.settings.upload_idle_timeout_s)
 
     def hash_batch(data: bytearray) -> None:
         for h in hashers:
@@ -225,30 +187,17 @@ async def _write_body(
                                             piece)
 
     try:
-        try:
-            stream = body.__aiter__()
-            while True:
-                with anyio.move_on_after(ctx.settings.upload_idle_timeout_s) as waited:
-                    try:
-                        chunk = await stream.__anext__()
-                    except StopAsyncIteration:
-                        break
-                if waited.cancelled_caught:
-                    idle = disconnected = True
-                    break
-                if pos + len(pending) + len(chunk) > limit:
-                    raise bad("The request sends more bytes than the upload's declared length.", code="too-long")
+        async with contextlib.aclosing(aiter(reader)) as chunks:
+            async for chunk in chunks:
                 pending += chunk
                 if len(pending) >= BATCH:
                     await flush()
-        except ClientDisconnect:
-            disconnected = True
         await flush()
         await settle()
         if chunk_hasher is not None and checksum is not None and (
-            disconnected or chunk_hasher.digest() != checksum.digest
+            reader.disconnected or chunk_hasher.digest() != checksum.digest
         ):
-            raise checksum_mismatch(upload, idle)
+            raise checksum_mismatch(upload, reader.idle)
         new_tail_key = state.tail_key
         if pos != start:
             new_tail_key = (await anyio.to_thread.run_sync(parts_store.put_tail, upload.id, pos, buf)) if buf else None
@@ -267,7 +216,7 @@ async def _write_body(
     _remember(upload.id, pos, hasher)
     if state.tail_key and state.tail_key != new_tail_key:
         await anyio.to_thread.run_sync(parts_store.delete_key, state.tail_key)
-    return fresh, idle
+    return fresh, reader.idle
 
 
 def _commit(ctx: Context, upload: Upload, new_offset: int, s3_upload_id: str | None, parts: list[list[Any]],
@@ -326,8 +275,8 @@ class _Adopting(BlobStore):
         return self._inner.local_path(sha256)
 
 
-async def _complete(ctx: Context, principal: Principal, upload: Upload) -> Upload:
-    """All bytes are in (the caller holds the lock): assemble, hash (if this process lost the running hash),
+async def complete(ctx: Context, principal: Principal, upload: Upload) -> Upload:
+    """All bytes are in (the caller holds the lock, `locked`): assemble, hash (if this process lost the running hash),
     check, ingest, mark done, clean up."""
     try:
         return await anyio.to_thread.run_sync(_complete_sync, ctx, principal, upload)
@@ -413,10 +362,10 @@ async def finish_stored(ctx: Context, principal: Principal, upload: Upload) -> U
     from chairside.uploads.service import load
 
     deadline = time.monotonic() + ctx.settings.upload_lock_wait_s
-    async with _locked(ctx, upload.id, max(0.0, deadline - time.monotonic())):
+    async with locked(ctx, upload.id, max(0.0, deadline - time.monotonic())):
         upload = await anyio.to_thread.run_sync(load, ctx, principal, upload.id)
         if upload.completed_at is None and upload.offset == upload.length:
-            upload = await _complete(ctx, principal, upload)
+            upload = await complete(ctx, principal, upload)
     return upload
 
 

@@ -24,7 +24,6 @@ from pathlib import Path
 import anyio
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
-from starlette.requests import ClientDisconnect
 
 from chairside.auth import audit
 from chairside.auth.principal import Principal
@@ -38,6 +37,7 @@ from chairside.patients import merge
 from chairside.quota import usage
 from chairside.tenancy import visibility
 from chairside.uploads import clusterlock, s3stream, tus
+from chairside.uploads.body import Body
 from chairside.uploads.metadata import clean_filename, metadata_uuid, parse_captured_at
 from chairside.uploads.tus import bad, checksum_mismatch, tus_headers
 
@@ -139,47 +139,63 @@ async def receive(
     checksum: tus.Checksum | None,
     offset: int = 0,
 ) -> Upload:
-    """Append a request's body at `offset` (the upload's offset, or 409); complete the upload when it is whole."""
-    if s3stream.enabled(ctx):  # an S3 store: the bytes go to the bucket as they arrive (uploads/s3stream.py)
-        return await s3stream.receive(ctx, principal, upload, body, declared_length, checksum, offset)
-    store = ctx.parts
+    """Append a request's body at `offset` (the upload's offset, or 409); complete the upload when it is whole.
+
+    The rules are here, once; where the bytes go is the store's: the partial file (this module) or, on an S3
+    blob store, parts in the bucket (uploads/s3stream.py)."""
+    s3 = s3stream.enabled(ctx)
     if upload.offset == upload.length and upload.completed_at is None:
         upload = await finish_stored(ctx, principal, upload)
-    if upload.completed_at is not None and offset == upload.length:
-        return upload  # a retry of the last PATCH, or one sent while another stored the file: it is stored
-    async with clusterlock.held(ctx, upload.id, ctx.settings.upload_lock_wait_s), \
-            store.locked(upload.id, ctx.settings.upload_lock_wait_s) as fd:
+    if upload.completed_at is not None:
+        if offset == upload.length:
+            return upload  # a retry of the last PATCH, or one sent while another stored the file: it is stored
+        raise _offset_mismatch(upload, offset)
+    wait = ctx.settings.upload_lock_wait_s
+    async with (s3stream.locked(ctx, upload.id, wait) if s3 else _locked(ctx, upload.id, wait)) as fd:
         # Re-read under the lock: another PATCH may have moved the offset while we waited.
         upload = await anyio.to_thread.run_sync(load, ctx, principal, upload.id)
         if upload.completed_at is not None or offset != upload.offset:
             if upload.completed_at is not None and offset == upload.length:
                 return upload
-            # Connection: close, so a client streaming a large body stops now rather than send it all first.
-            raise Problem(409, f"The upload is at byte {upload.offset}, not {offset}. Resume from the "
-                          "server's offset (ask with HEAD).", code="offset-mismatch",
-                          headers=tus_headers(upload, Connection="close"))
+            raise _offset_mismatch(upload, offset)
         declared = declared_length
         if declared is not None and declared.isdigit() and int(declared) > upload.length - offset:
             raise bad("The request sends more bytes than the upload's declared length.", code="too-long")
         if upload.offset < upload.length:
-            new_offset, idle = await _write_body(ctx, fd, upload, body, checksum)
-            upload = await anyio.to_thread.run_sync(_commit_offset, ctx, upload, new_offset)
+            if s3:
+                upload, idle = await s3stream.write_body(ctx, upload, body, checksum)
+            else:
+                assert fd is not None
+                new_offset, idle = await _write_body(ctx, fd, upload, body, checksum)
+                upload = await anyio.to_thread.run_sync(_commit_offset, ctx, upload, new_offset)
             if idle and upload.offset < upload.length:
                 # The client stopped sending: what arrived is kept, the lock goes with this answer.
                 raise Problem(408, f"No bytes arrived for {ctx.settings.upload_idle_timeout_s:g} s, so this request "
                               f"was ended; the upload is at byte {upload.offset}. Resume from there.",
                               code="upload-idle", headers=tus_headers(upload, Connection="close"))
         if upload.offset == upload.length:
-            upload = await complete(ctx, principal, upload)
+            upload = await (s3stream.complete(ctx, principal, upload) if s3 else complete(ctx, principal, upload))
     return upload
+
+
+def _offset_mismatch(upload: Upload, offset: int) -> Problem:
+    # Connection: close, so a client streaming a large body stops now rather than send it all first.
+    return Problem(409, f"The upload is at byte {upload.offset}, not {offset}. Resume from the server's offset "
+                   "(ask with HEAD).", code="offset-mismatch", headers=tus_headers(upload, Connection="close"))
+
+
+@contextlib.asynccontextmanager
+async def _locked(ctx: Context, upload_id: str, wait_s: float) -> AsyncIterator[int | None]:
+    """The upload's lock: PostgreSQL's advisory lock across servers, and the partial file's flock (its fd)."""
+    async with clusterlock.held(ctx, upload_id, wait_s), ctx.parts.locked(upload_id, wait_s) as fd:
+        yield fd
 
 
 async def _write_body(
     ctx: Context, fd: int, upload: Upload, body: AsyncIterator[bytes], checksum: tus.Checksum | None
 ) -> tuple[int, bool]:
     """Stream the request body to the partial file at the upload's offset; answer the new offset, and
-    whether the body stopped: no byte for `upload_idle_timeout_s` (a stalled client) ends the read like a
-    disconnect, so the bytes that arrived are kept and the upload's lock does not stay held."""
+    whether the body stalled (uploads/body.py: the bytes that arrived are kept)."""
     store = ctx.parts
     start = upload.offset
     await anyio.to_thread.run_sync(os.ftruncate, fd, start)  # drop bytes past the authoritative offset
@@ -189,9 +205,7 @@ async def _write_body(
     hashers = (hasher, chunk_hasher) if chunk_hasher else (hasher,)
     pos = start
     buf = bytearray()
-    limit = upload.length
-    disconnected = idle = False
-    idle_s = ctx.settings.upload_idle_timeout_s
+    reader = Body(body, upload.length - start, ctx.settings.upload_idle_timeout_s)
 
     async def flush() -> None:
         nonlocal pos, buf
@@ -200,30 +214,16 @@ async def _write_body(
             pos += await anyio.to_thread.run_sync(write_all, fd, data, pos, *hashers)
 
     try:
-        try:
-            stream = body.__aiter__()
-            while True:
-                with anyio.move_on_after(idle_s) as waited:
-                    try:
-                        chunk = await stream.__anext__()
-                    except StopAsyncIteration:
-                        break
-                if waited.cancelled_caught:
-                    idle = disconnected = True
-                    break
-                if pos + len(buf) + len(chunk) > limit:
-                    raise bad("The request sends more bytes than the upload's declared length.",
-                               code="too-long")
+        async with contextlib.aclosing(aiter(reader)) as chunks:
+            async for chunk in chunks:
                 buf += chunk
                 if len(buf) >= BATCH:
                     await flush()
-        except ClientDisconnect:
-            disconnected = True
         await flush()
         if chunk_hasher is not None and checksum is not None and (
-            disconnected or chunk_hasher.digest() != checksum.digest
+            reader.disconnected or chunk_hasher.digest() != checksum.digest
         ):
-            raise checksum_mismatch(upload, idle)
+            raise checksum_mismatch(upload, reader.idle)
         await anyio.to_thread.run_sync(os.fdatasync, fd)
     except BaseException:
         # Keep the file and the running hash exactly at the last offset we answered for.
@@ -232,7 +232,7 @@ async def _write_body(
         store.remember(upload.id, start, before)
         raise
     store.remember(upload.id, pos, hasher)
-    return pos, idle
+    return pos, reader.idle
 
 
 def _commit_offset(ctx: Context, upload: Upload, new_offset: int) -> Upload:

@@ -25,14 +25,17 @@ def sweep_expired(ctx: Context, now: datetime | None = None) -> int:
         if s3stream.enabled(ctx):  # its parts and tail in the bucket (uploads/s3stream.py)
             s3stream.discard(ctx, upload_id)
         ctx.parts.remove(upload_id)
-    # Part files with no row (a crash between creating the file and committing the row).
+    # Files with no row: a crash between creating the file and committing the row, or while a finished upload's
+    # bytes were staged (`.ingest`) or copied back (`.copy`) and the row went meanwhile.
     with ctx.db.session() as s:
         known = set(s.scalars(select(Upload.id)))
     stale = 0
-    for path in ctx.settings.uploads_dir.glob("*.part"):
-        if path.stem not in known and now.timestamp() - path.stat().st_mtime > ctx.settings.upload_expiry_s:
-            path.unlink(missing_ok=True)
-            stale += 1
+    for pattern in ("*.part", "*.ingest", "*.copy"):
+        for path in ctx.settings.uploads_dir.glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stem not in known and now.timestamp() - path.stat().st_mtime > ctx.settings.upload_expiry_s:
+                    path.unlink(missing_ok=True)
+                    stale += 1
     return len(ids) + stale
 
 
