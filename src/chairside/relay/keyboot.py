@@ -182,7 +182,10 @@ async def _locked(settings: Settings, sealed: Sealed, verify: ssl.SSLContext, *,
     tasks = [asyncio.create_task(serve()), asyncio.create_task(ask_again())]
     wait = settings.relay_unlock_wait_s
     try:
-        await asyncio.wait_for(done.wait(), timeout=wait if wait > 0 else None)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that arrives as the event is set
+        # (CPython gh-86296), and a relay stopped at that moment would start instead (relay/uploader.py alike).
+        async with asyncio.timeout(wait if wait > 0 else None):
+            await done.wait()
     except TimeoutError:
         finish(NotReleased(
             f"{wait:.0f} 秒待ちましたが、クラウドにも登録済みの端末にも鍵を解放してもらえませんでした。中継機は"

@@ -85,8 +85,11 @@ class Uploader:
                     self.running[op_id] = task
                     self._kinds[op_id] = kind
                     task.add_done_callback(functools.partial(self._finished, op_id))
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that arrives as the
+                # event is set (CPython gh-86296), and the relay's shutdown then waits for this loop for ever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), POLL_S)
+                    async with asyncio.timeout(POLL_S):
+                        await self.wake.wait()
                 self.wake.clear()
         finally:
             tasks = list(self.running.values())
