@@ -20,7 +20,7 @@ from sqlalchemy import update
 from chairside.auth.accounts import create_account
 from chairside.auth.principal import Principal
 from chairside.context import Context
-from chairside.db.models import Account, Patient
+from chairside.db.models import Account, OutboxOp, Patient
 from chairside.patients import service as patients_service
 from chairside.tenancy.service import create_clinic, create_contract, create_relay, create_station
 
@@ -107,3 +107,11 @@ def make_account(ctx: Context, tenant: Tenant | uuid.UUID, login: str, *, admin:
             s.execute(update(Account).where(Account.id == account.id).values(**times))
     return Viewer(login, password, account.id)
 
+
+def outbox_row(ctx: Context, op_id: int) -> OutboxOp:
+    """A relay's outbox op as stored now (detached, to read its fields after the session)."""
+    with ctx.db.read() as s:
+        row = s.get(OutboxOp, op_id)
+        assert row is not None
+        s.expunge(row)
+        return row

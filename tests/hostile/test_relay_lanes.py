@@ -35,7 +35,7 @@ from chairside.relay.runtime import runtime_of
 from chairside.relay.uploader import Uploader
 from chairside.relay.upstream import Upstream
 from chairside.settings import Settings
-from tests.factories import make_patient, make_tenant
+from tests.factories import make_patient, make_tenant, outbox_row
 from tests.relay.follow_fixtures import Cloud, catch_up, cloud, relay_context  # noqa: F401
 
 CLOUD = "http://cloud.test"
@@ -81,14 +81,6 @@ def _patient_op(ctx: Context) -> int:
         op = outbox.record(s, "patient.create", uuid.uuid4(), {"chart_no": "R-1"})
         s.flush()
         return op.id
-
-
-def _row(ctx: Context, op_id: int) -> OutboxOp:
-    with ctx.db.read() as s:
-        row = s.get(OutboxOp, op_id)
-        assert row is not None
-        s.expunge(row)
-        return row
 
 
 def _uploader(ctx: Context, handler: Handler) -> Uploader:
@@ -146,7 +138,7 @@ def test_a_refusal_for_good_is_never_retried_and_ends_failed_with_the_clouds_rea
             await u.client.aclose()
 
     asyncio.run(go())
-    row = _row(relay_ctx, op_id)
+    row = outbox_row(relay_ctx, op_id)
     assert row.failed_at is not None and row.done_at is None and row.next_try_at is None
     assert row.last_error is not None and str(status) in row.last_error and detail in row.last_error
     assert row.attempts == 1
@@ -180,7 +172,7 @@ def test_a_write_refused_with_422_ends_failed_and_a_503_is_retried(relay_ctx: Co
             await u.client.aclose()
 
     asyncio.run(go())
-    a, b = _row(relay_ctx, refused), _row(relay_ctx, retried)
+    a, b = outbox_row(relay_ctx, refused), outbox_row(relay_ctx, retried)
     assert a.failed_at is not None and a.last_error is not None and "422" in a.last_error
     assert "chart number is empty" in a.last_error
     assert b.failed_at is None and b.done_at is None and b.next_try_at is not None and b.attempts == 1
@@ -232,7 +224,7 @@ def test_an_upload_busy_for_longer_than_the_give_up_time_starts_again_as_a_new_u
             # 423 after 423, each try retried later; within the give-up time no new upload is made
             while clock[0] - 1000.0 <= GIVE_UP_S - 60:
                 await _run(u, op_id, "media.upload")
-                row = _row(relay_ctx, op_id)
+                row = outbox_row(relay_ctx, op_id)
                 assert row.failed_at is None and row.done_at is None, row.last_error
                 assert row.upstream_url == CLOUD + "/api/v1/uploads/stuck"
                 assert row.last_error is not None and "423" in row.last_error
@@ -244,7 +236,7 @@ def test_an_upload_busy_for_longer_than_the_give_up_time_starts_again_as_a_new_u
             await u.client.aclose()
 
     asyncio.run(go())
-    row = _row(relay_ctx, op_id)
+    row = outbox_row(relay_ctx, op_id)
     assert row.done_at is not None and row.failed_at is None, row.last_error
     assert row.upstream_url == CLOUD + "/api/v1/uploads/new"
     assert calls.count("POST /api/v1/uploads/") == 1

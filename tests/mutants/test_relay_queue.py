@@ -30,7 +30,7 @@ from chairside.db.models import CachedBlob, Media, OutboxOp, utcnow
 from chairside.media.ingest import queue_upload
 from chairside.relay import outbox, queue
 from chairside.settings import Settings
-from tests.factories import make_patient, make_tenant
+from tests.factories import make_patient, make_tenant, outbox_row
 
 
 @dataclass
@@ -100,14 +100,6 @@ def _load(ctx: Context, op_id: int) -> queue.Op:
     return op
 
 
-def _row(ctx: Context, op_id: int) -> OutboxOp:
-    with ctx.db.read() as s:
-        row = s.get(OutboxOp, op_id)
-        assert row is not None
-        s.expunge(row)
-        return row
-
-
 def _pins(ctx: Context) -> dict[str, bool]:
     with ctx.db.read() as s:
         return {r.sha256: r.pinned for r in s.scalars(select(CachedBlob))}
@@ -126,7 +118,7 @@ def _reverse_unordered_selects(ctx: Context) -> None:
 
 def _untouched(ctx: Context, op_id: int) -> None:
     """The bystander op of a test: nothing of it written."""
-    row = _row(ctx, op_id)
+    row = outbox_row(ctx, op_id)
     assert (row.attempts, row.last_error, row.next_try_at, row.done_at, row.failed_at, row.upstream_url,
             row.sent_bytes) == (0, None, None, None, None, None, 0)
 
@@ -145,7 +137,7 @@ def test_pending_lists_the_unfinished_ops_in_id_order_with_their_next_try(rctx: 
     queue.mark_retry(rctx, _load(rctx, e), "busy", 1, 30.0)
     rows = queue.pending(rctx)
     assert [(r.id, r.kind) for r in rows] == [(a, "media.upload"), (c, "media.upload"), (e, "session.signin")]
-    assert rows[0].entity_id == _row(rctx, a).entity_id
+    assert rows[0].entity_id == outbox_row(rctx, a).entity_id
     assert rows[0].next_try_at is None and rows[1].next_try_at is None
     assert before + timedelta(seconds=30) <= rows[2].next_try_at <= utcnow() + timedelta(seconds=30)
 
@@ -168,13 +160,13 @@ def test_load_carries_the_row_and_nothing_once_it_is_finished(rctx: Context, see
     queue.save_url(rctx, _load(rctx, a), "http://cloud/api/v1/uploads/abc")
     queue.save_offset(rctx, _load(rctx, a), 1234)
     queue.mark_retry(rctx, _load(rctx, a), "cut", 3, 1.0)
-    row = _row(rctx, a)
+    row = outbox_row(rctx, a)
     op = _load(rctx, a)
     assert op == queue.Op(a, row.op_id, "media.upload", row.entity_id, row.body, 4321, 1234,
                           "http://cloud/api/v1/uploads/abc", 3)
     assert op.body["sha256"] == _sha("a") and op.body["size"] == 4321
     op.body["sha256"] = "changed"  # the Op's body is a copy: the row is not written through it
-    assert _row(rctx, a).body["sha256"] == _sha("a")
+    assert outbox_row(rctx, a).body["sha256"] == _sha("a")
 
     assert queue.load(rctx, a + 100) is None
     done, failed = _op(rctx, "media.trash"), _op(rctx, "media.restore")
@@ -192,7 +184,7 @@ def test_mark_retry_counts_the_attempt_keeps_the_reason_and_sets_the_next_try(rc
     before = utcnow()
     queue.mark_retry(rctx, op, "歯" * 1500, 4, 12.5)
     after = utcnow()
-    row = _row(rctx, a)
+    row = outbox_row(rctx, a)
     assert op.attempts == 4 and row.attempts == 4
     assert row.last_error == "歯" * 1000
     assert row.next_try_at is not None
@@ -207,7 +199,7 @@ def test_mark_failed_ends_the_op_for_good_with_the_clouds_message(rctx: Context,
     queue.mark_retry(rctx, op, "busy", 2, 5.0)
     before = utcnow()
     queue.mark_failed(rctx, op, "x" * 1001)
-    row = _row(rctx, a)
+    row = outbox_row(rctx, a)
     assert row.attempts == 3
     assert row.last_error == "x" * 1000
     assert row.failed_at is not None and before <= row.failed_at <= utcnow()
@@ -221,13 +213,16 @@ def test_save_url_and_offset_write_the_clouds_upload_and_where_it_stands(rctx: C
     queue.save_url(rctx, op, "http://cloud/api/v1/uploads/one")
     assert op.upstream_url == "http://cloud/api/v1/uploads/one"
     queue.save_offset(rctx, op, 700)
-    assert (_row(rctx, a).upstream_url, _row(rctx, a).sent_bytes) == ("http://cloud/api/v1/uploads/one", 700)
+    row = outbox_row(rctx, a)
+    assert (row.upstream_url, row.sent_bytes) == ("http://cloud/api/v1/uploads/one", 700)
     queue.save_url(rctx, op, "http://cloud/api/v1/uploads/two")  # a new upload starts at byte 0
-    assert (_row(rctx, a).upstream_url, _row(rctx, a).sent_bytes) == ("http://cloud/api/v1/uploads/two", 0)
+    row = outbox_row(rctx, a)
+    assert (row.upstream_url, row.sent_bytes) == ("http://cloud/api/v1/uploads/two", 0)
     queue.save_offset(rctx, op, 900)
     queue.save_url(rctx, op, None)  # the cloud dropped it: the next try creates one
     assert op.upstream_url is None
-    assert (_row(rctx, a).upstream_url, _row(rctx, a).sent_bytes) == (None, 0)
+    row = outbox_row(rctx, a)
+    assert (row.upstream_url, row.sent_bytes) == (None, 0)
     _untouched(rctx, other)
 
 
@@ -239,11 +234,11 @@ def test_mark_done_clears_the_retry_state_and_counts_a_files_bytes_as_sent(rctx:
         queue.mark_retry(rctx, op, "busy", 2, 60.0)
         before = utcnow()
         queue.mark_done(rctx, _load(rctx, op_id))
-        row = _row(rctx, op_id)
+        row = outbox_row(rctx, op_id)
         assert row.done_at is not None and before <= row.done_at <= utcnow()
         assert (row.last_error, row.next_try_at, row.failed_at, row.attempts) == (None, None, None, 2)
-    assert _row(rctx, m).sent_bytes == 5000
-    assert _row(rctx, n).sent_bytes == 0
+    assert outbox_row(rctx, m).sent_bytes == 5000
+    assert outbox_row(rctx, n).sent_bytes == 0
     _untouched(rctx, other)
 
 
@@ -291,7 +286,7 @@ def test_finished_ops_and_other_kinds_hold_no_pin(rctx: Context, seed: Seed) -> 
     assert _pins(rctx) == {_sha("x"): False, _sha("x-thumb"): False}
 
     a = _media(rctx, seed, _sha("y"), _sha("y-thumb"))
-    trash = _op(rctx, "media.trash", _row(rctx, a).entity_id)
+    trash = _op(rctx, "media.trash", outbox_row(rctx, a).entity_id)
     queue.mark_done(rctx, _load(rctx, a))
     assert _pins(rctx)[_sha("y")] is False and _pins(rctx)[_sha("y-thumb")] is False
     with rctx.db.session() as s:  # pinned again (another acknowledgement of the bytes, say)
@@ -340,7 +335,7 @@ def test_status_figures_sum_up_the_waiting_the_failed_and_why(rctx: Context, see
     shown = figures["failures"]
     assert len(shown) == 10  # the newest ten, newest first
     assert [f["error"] for f in shown] == [f"refused {i}" for i in range(10, 0, -1)]
-    newest = _row(rctx, failed[-1])
+    newest = outbox_row(rctx, failed[-1])
     assert newest.failed_at is not None
     assert shown[0] == {"id": str(newest.entity_id), "kind": "media.tags",
                         "failed_at": newest.failed_at.astimezone(UTC).isoformat(), "error": "refused 10"}

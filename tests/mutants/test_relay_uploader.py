@@ -39,6 +39,7 @@ from chairside.relay.sender import PIECE, Cut
 from chairside.relay.uploader import Uploader
 from chairside.relay.upstream import Upstream
 from chairside.settings import Settings
+from tests.factories import outbox_row
 
 CLOUD = "http://cloud.test"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -122,14 +123,6 @@ def _op(ctx: Context, kind: str, entity: uuid.UUID | None = None, body: dict[str
         op = outbox.record(s, kind, entity, body, size=100 if kind == "media.upload" else 0)
         s.flush()
         return op.id
-
-
-def _row(ctx: Context, op_id: int) -> OutboxOp:
-    with ctx.db.read() as s:
-        row = s.get(OutboxOp, op_id)
-        assert row is not None
-        s.expunge(row)
-        return row
 
 
 def _later(ctx: Context, op_id: int, seconds: float = 60.0) -> None:
@@ -260,7 +253,7 @@ def test_a_non_media_op_is_posted_and_done(ctx: Context) -> None:
     u = _uploader(ctx, cloud)
     u._transport_failed[op_id] = 1.0
     _try(u, op_id, "patient.update")
-    row = _row(ctx, op_id)
+    row = outbox_row(ctx, op_id)
     assert seen == [{"op_id": str(row.op_id), "kind": "patient.update",
                      "body": {"id": str(entity), "fields": {"name": "山田 花子"}}}]
     assert row.done_at is not None and row.last_error is None and row.next_try_at is None
@@ -274,7 +267,7 @@ def test_a_finished_op_is_not_tried_again(ctx: Context) -> None:
     assert op is not None
     queue.mark_done(ctx, op)
     _try(_uploader(ctx), op_id, "patient.update")  # no request (the cloud here fails the test on any)
-    assert _row(ctx, op_id).attempts == 0
+    assert outbox_row(ctx, op_id).attempts == 0
 
 
 def test_a_404_is_retried_with_the_reason_it_may_be_early(ctx: Context, jitter: list[tuple[float, float]]) -> None:
@@ -283,7 +276,7 @@ def test_a_404_is_retried_with_the_reason_it_may_be_early(ctx: Context, jitter: 
     before = utcnow()
     _try(u, op_id, "patient.update")
     after = utcnow()
-    row = _row(ctx, op_id)
+    row = outbox_row(ctx, op_id)
     assert row.last_error == ("the cloud answered 404: No such patient. (not-found) "
                               "(an earlier change may not have reached the cloud yet)")
     assert row.attempts == 1 and row.failed_at is None and row.done_at is None
@@ -303,7 +296,7 @@ def test_each_retry_doubles_the_wait(ctx: Context, jitter: list[tuple[float, flo
     u._transport_failed[op_id] = 1.0  # cut before; now the cloud answers
     before = utcnow()
     _try(u, op_id, "patient.update")
-    row = _row(ctx, op_id)
+    row = outbox_row(ctx, op_id)
     assert row.attempts == 4 and row.last_error == "the cloud answered 503: メンテナンス中 (maintenance)"
     assert row.next_try_at is not None and row.next_try_at >= before + timedelta(seconds=2.0 * 1.2)
     assert op_id not in u._transport_failed
@@ -312,7 +305,7 @@ def test_each_retry_doubles_the_wait(ctx: Context, jitter: list[tuple[float, flo
 def test_a_refusal_ends_the_op_failed_with_the_clouds_message(ctx: Context) -> None:
     op_id = _op(ctx, "patient.update")
     _try(_uploader(ctx, lambda request: _problem(422, "名前が空です", "invalid")), op_id, "patient.update")
-    row = _row(ctx, op_id)
+    row = outbox_row(ctx, op_id)
     assert row.failed_at is not None and row.done_at is None and row.attempts == 1
     assert row.last_error == "the cloud answered 422: 名前が空です (invalid)"
 
@@ -326,7 +319,7 @@ def test_an_unreachable_cloud_is_retried_and_remembered_as_a_cut(ctx: Context,
     u = _uploader(ctx, down)
     before = time.time()
     _try(u, op_id, "patient.update")
-    row = _row(ctx, op_id)
+    row = outbox_row(ctx, op_id)
     assert row.last_error == "cannot reach the cloud (ConnectError: connection refused)"
     assert u.up.last_error == row.last_error
     assert row.attempts == 1 and row.failed_at is None
@@ -345,7 +338,7 @@ def test_a_cut_transfer_is_retried_and_its_backoff_starts_over_if_bytes_went_thr
     _sending(u, Cut(httpx.WriteError("the line broke"), progressed=progressed))
     before = time.time()
     _try(u, op_id, "media.upload")
-    row = _row(ctx, op_id)
+    row = outbox_row(ctx, op_id)
     assert row.attempts == (1 if progressed else 6)
     assert row.last_error == "cannot reach the cloud (WriteError: the line broke)"
     assert before <= u._transport_failed[op_id]
@@ -356,14 +349,14 @@ def test_a_transfers_outcomes(ctx: Context, jitter: list[tuple[float, float]]) -
     refused, retried, odd, down, done = (_op(ctx, "media.upload") for _ in range(5))
     _sending(u, Refused("the cloud holds other bytes"))
     _try(u, refused, "media.upload")
-    assert _row(ctx, refused).failed_at is not None
-    assert _row(ctx, refused).last_error == "the cloud holds other bytes"
+    assert outbox_row(ctx, refused).failed_at is not None
+    assert outbox_row(ctx, refused).last_error == "the cloud holds other bytes"
 
     u = _uploader(ctx)
     u._transport_failed[retried] = 1.0
     _sending(u, Retry("stored at the cloud; waiting until its mirror site has verified it too"))
     _try(u, retried, "media.upload")
-    assert (_row(ctx, retried).attempts, _row(ctx, retried).last_error) == (
+    assert (outbox_row(ctx, retried).attempts, outbox_row(ctx, retried).last_error) == (
         1, "stored at the cloud; waiting until its mirror site has verified it too")
     assert retried not in u._transport_failed
 
@@ -371,21 +364,21 @@ def test_a_transfers_outcomes(ctx: Context, jitter: list[tuple[float, float]]) -
     u._transport_failed[odd] = 1.0
     _sending(u, ValueError("boom"))
     _try(u, odd, "media.upload")
-    assert (_row(ctx, odd).attempts, _row(ctx, odd).last_error) == (
+    assert (outbox_row(ctx, odd).attempts, outbox_row(ctx, odd).last_error) == (
         1, "unexpected error at the relay: ValueError: boom")
-    assert odd not in u._transport_failed and _row(ctx, odd).failed_at is None
+    assert odd not in u._transport_failed and outbox_row(ctx, odd).failed_at is None
 
     u = _uploader(ctx)
     _sending(u, httpx.ReadTimeout("slow"))
     _try(u, down, "media.upload")
-    assert _row(ctx, down).last_error == "cannot reach the cloud (ReadTimeout: slow)"
+    assert outbox_row(ctx, down).last_error == "cannot reach the cloud (ReadTimeout: slow)"
     assert down in u._transport_failed
 
     u = _uploader(ctx)
     u._transport_failed[done] = 1.0
     sent = _sending(u, None)
     _try(u, done, "media.upload")
-    assert [op.id for op in sent] == [done] and _row(ctx, done).done_at is not None
+    assert [op.id for op in sent] == [done] and outbox_row(ctx, done).done_at is not None
     assert done not in u._transport_failed
 
 
@@ -395,7 +388,7 @@ def test_a_cancelled_try_writes_nothing(ctx: Context) -> None:
     _sending(u, asyncio.CancelledError())
     with pytest.raises(asyncio.CancelledError):
         _try(u, op_id, "media.upload")
-    row = _row(ctx, op_id)
+    row = outbox_row(ctx, op_id)
     assert (row.attempts, row.last_error, row.next_try_at, row.failed_at, row.done_at) == (0, None, None, None, None)
 
 
@@ -419,7 +412,7 @@ def test_the_clouds_result_goes_to_the_viewer_for_sign_ins_and_moves(ctx: Contex
         _try(_uploader(ctx, cloud), op_id, kind)
     assert calls == [("superseded", {"session_id": "s1"}, {"superseded_by": {"device_name": "受付 PC"}}),
                      ("moved", {"id": "m1", "patient_id": "p1"}, {"patient_id": "p2"})]
-    assert all(_row(ctx, i).done_at is not None for i in (signin, move, tags))
+    assert all(outbox_row(ctx, i).done_at is not None for i in (signin, move, tags))
 
     calls.clear()
     results["session.signin"] = {}
@@ -493,6 +486,6 @@ def test_the_loop_carries_the_outbox_in_order_and_cancels_its_transfers_when_sto
 
     asyncio.run(go())
     assert order[0] == "patient.create" and sorted(order[1:]) == sorted([f"media {m}", f"media {hold}"])
-    assert _row(ctx, p).done_at is not None and _row(ctx, m).done_at is not None
-    assert cancelled == [hold] and _row(ctx, hold).done_at is None
+    assert outbox_row(ctx, p).done_at is not None and outbox_row(ctx, m).done_at is not None
+    assert cancelled == [hold] and outbox_row(ctx, hold).done_at is None
     assert reads["n"] >= 2
