@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import time
 import types
@@ -28,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.orm import Session
 
 from chairside.context import Context, build_context
 from chairside.db.models import OutboxOp, utcnow
@@ -148,6 +150,7 @@ def _sending(u: Uploader, outcome: BaseException | None) -> list[Op]:
     sent: list[Op] = []
 
     async def send(client: httpx.AsyncClient, op: Op) -> None:
+        assert client is u.client  # the uploader's one client to the cloud
         sent.append(op)
         if outcome is not None:
             raise outcome
@@ -158,6 +161,12 @@ def _sending(u: Uploader, outcome: BaseException | None) -> list[Op]:
 
 
 # --- settings -------------------------------------------------------------------------------------------------
+
+def test_the_uploader_meters_what_its_sender_sends(ctx: Context) -> None:
+    u = _uploader(ctx)
+    assert u.sender.meter is u.meter and u.meter is not None and u.sent_bytes == 0
+    asyncio.run(u.client.aclose())
+
 
 def test_the_uploader_takes_its_settings(make_ctx: Callable[..., Context]) -> None:
     ctx = make_ctx(relay_upload_parallel=0, relay_offline_after_s=50.0, relay_upload_chunk_bytes=1000,
@@ -218,6 +227,19 @@ def test_an_op_not_yet_due_waits_and_a_waiting_non_media_op_holds_back_what_foll
     assert u._plan(queue.pending(ctx2)) == []
 
 
+@pytest.mark.parametrize("kind", ["media.upload", "patient.update"])
+def test_an_op_cut_off_starts_at_once_when_the_cloud_answers_again(ctx: Context, kind: str) -> None:
+    """Planned, not only `_due`: its wait is not over, but the cloud answered since its cut."""
+    u = _uploader(ctx)
+    op_id = _op(ctx, kind)
+    _later(ctx, op_id)
+    assert u._plan() == []
+    u._transport_failed[op_id] = time.time() - 5
+    u.up.last_contact = time.time()
+    assert u._plan() == [(op_id, kind)]
+    asyncio.run(u.client.aclose())
+
+
 def test_only_media_transfers_count_against_the_parallel_limit(ctx: Context) -> None:
     async def go() -> None:
         u = _uploader(ctx)
@@ -232,6 +254,12 @@ def test_only_media_transfers_count_against_the_parallel_limit(ctx: Context) -> 
         assert a not in u.running and a not in u._kinds and 999 in u.running and u.wake.is_set()
         assert u._plan() == [(a, "media.upload"), (b, "media.upload")]
         assert c not in [i for i, _ in u._plan()]
+        # The media lane full: a later non-media op still starts (the full lane skips, it does not stop the plan).
+        u.running[b] = loop.create_future()  # type: ignore[assignment]
+        u._kinds[b] = "media.upload"
+        u.parallel = 1
+        p = _op(ctx, "patient.create")
+        assert u._plan() == [(p, "patient.create")]
         await u.client.aclose()
 
     asyncio.run(go())
@@ -270,7 +298,9 @@ def test_a_finished_op_is_not_tried_again(ctx: Context) -> None:
     assert outbox_row(ctx, op_id).attempts == 0
 
 
-def test_a_404_is_retried_with_the_reason_it_may_be_early(ctx: Context, jitter: list[tuple[float, float]]) -> None:
+def test_a_404_is_retried_with_the_reason_it_may_be_early(ctx: Context, jitter: list[tuple[float, float]],
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="chairside.relay.uploader")
     op_id = _op(ctx, "patient.update")
     u = _uploader(ctx, lambda request: _problem(404, "No such patient.", "not-found"))
     before = utcnow()
@@ -284,6 +314,10 @@ def test_a_404_is_retried_with_the_reason_it_may_be_early(ctx: Context, jitter: 
     assert row.next_try_at is not None
     assert before + timedelta(seconds=0.25 * 1.2) <= row.next_try_at <= after + timedelta(seconds=0.25 * 1.2)
     assert op_id not in u._transport_failed  # the cloud answered: not a cut of the line
+    # What the relay's log says (its operator reads it): the op, its kind, why, and when it is tried again.
+    assert [r.getMessage() for r in caplog.records if r.name == "chairside.relay.uploader"] == [
+        f"outbox op {op_id} (patient.update): the cloud answered 404: No such patient. (not-found) (an earlier "
+        "change may not have reached the cloud yet); next try in 0.3 s"]
 
 
 def test_each_retry_doubles_the_wait(ctx: Context, jitter: list[tuple[float, float]]) -> None:
@@ -344,13 +378,23 @@ def test_a_cut_transfer_is_retried_and_its_backoff_starts_over_if_bytes_went_thr
     assert before <= u._transport_failed[op_id]
 
 
-def test_a_transfers_outcomes(ctx: Context, jitter: list[tuple[float, float]]) -> None:
+def test_a_transfers_outcomes(ctx: Context, jitter: list[tuple[float, float]],
+                              caplog: pytest.LogCaptureFixture) -> None:
     u = _uploader(ctx)
     refused, retried, odd, down, done = (_op(ctx, "media.upload") for _ in range(5))
     _sending(u, Refused("the cloud holds other bytes"))
     _try(u, refused, "media.upload")
     assert outbox_row(ctx, refused).failed_at is not None
     assert outbox_row(ctx, refused).last_error == "the cloud holds other bytes"
+    entity = outbox_row(ctx, refused).entity_id
+    assert f"outbox op {refused} (media.upload {entity}) refused by the cloud: the cloud holds other bytes" in [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    u = _uploader(ctx)
+    cut = _op(ctx, "media.upload")
+    _sending(u, Retry("the cloud's line broke mid-answer", transport=True))
+    _try(u, cut, "media.upload")
+    assert cut in u._transport_failed  # a Retry for the line is remembered as a cut
 
     u = _uploader(ctx)
     u._transport_failed[retried] = 1.0
@@ -367,12 +411,17 @@ def test_a_transfers_outcomes(ctx: Context, jitter: list[tuple[float, float]]) -
     assert (outbox_row(ctx, odd).attempts, outbox_row(ctx, odd).last_error) == (
         1, "unexpected error at the relay: ValueError: boom")
     assert odd not in u._transport_failed and outbox_row(ctx, odd).failed_at is None
+    assert f"outbox op {odd} failed unexpectedly" in [r.getMessage() for r in caplog.records if r.exc_info]
+    _try(u, odd, "media.upload")  # again: its attempts count on (an unexpected error moved no bytes)
+    assert outbox_row(ctx, odd).attempts == 2
 
     u = _uploader(ctx)
     _sending(u, httpx.ReadTimeout("slow"))
     _try(u, down, "media.upload")
     assert outbox_row(ctx, down).last_error == "cannot reach the cloud (ReadTimeout: slow)"
     assert down in u._transport_failed
+    _try(u, down, "media.upload")  # again: a timeout moved no bytes, so the backoff goes on
+    assert outbox_row(ctx, down).attempts == 2
 
     u = _uploader(ctx)
     u._transport_failed[done] = 1.0
@@ -397,8 +446,15 @@ def test_a_cancelled_try_writes_nothing(ctx: Context) -> None:
 def test_the_clouds_result_goes_to_the_viewer_for_sign_ins_and_moves(ctx: Context,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-    monkeypatch.setattr(viewer, "superseded", lambda s, body, result: calls.append(("superseded", body, result)))
-    monkeypatch.setattr(viewer, "moved", lambda s, body, result: calls.append(("moved", body, result)))
+
+    def record(what: str) -> Callable[[Session, dict[str, Any], dict[str, Any]], None]:
+        def call(s: Session, body: dict[str, Any], result: dict[str, Any]) -> None:
+            assert isinstance(s, Session)  # written in the relay's own transaction
+            calls.append((what, body, result))
+        return call
+
+    monkeypatch.setattr(viewer, "superseded", record("superseded"))
+    monkeypatch.setattr(viewer, "moved", record("moved"))
     results = {"session.signin": {"result": {"superseded_by": {"device_name": "受付 PC"}}},
                "media.move": {"result": {"patient_id": "p2"}}, "media.tags": {"result": {"x": 1}}}
 
@@ -427,7 +483,7 @@ def test_the_clouds_result_goes_to_the_viewer_for_sign_ins_and_moves(ctx: Contex
 # --- the loop -----------------------------------------------------------------------------------------------------
 
 def test_the_loop_carries_the_outbox_in_order_and_cancels_its_transfers_when_stopped(
-        ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+        ctx: Context, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     order: list[str] = []
 
     def cloud(request: httpx.Request) -> httpx.Response:
@@ -457,7 +513,8 @@ def test_the_loop_carries_the_outbox_in_order_and_cancels_its_transfers_when_sto
                 await asyncio.Event().wait()  # a transfer still running when the uploader stops
             except asyncio.CancelledError:
                 cancelled.append(op.id)
-                raise
+                # A clean-up that fails as the relay stops: the stop still ends as a cancel, not a crash.
+                raise RuntimeError("the transfer's clean-up failed") from None
         await asyncio.to_thread(queue.mark_done, ctx, op)
         m_done.set()
 
@@ -476,12 +533,16 @@ def test_the_loop_carries_the_outbox_in_order_and_cancels_its_transfers_when_sto
     async def go() -> None:
         loop = asyncio.create_task(u.run())
         await asyncio.wait_for(asyncio.gather(held.wait(), m_done.wait()), 30)
+        running = dict(u.running)
+        assert running[hold].get_name() == f"outbox-{hold}" and u._kinds[hold] == "media.upload"
         loop.cancel()  # as the wake is set (the transfer of m just ended): the cancel must not be lost
         done, _ = await asyncio.wait({loop}, timeout=10)
         if not done:
             loop.cancel()
         assert done, "the uploader's loop ran on after it was cancelled"
         assert loop.cancelled()
+        assert all(task.done() for task in running.values())  # every transfer ended before the loop did
+        assert m not in u.running and m not in u._kinds  # a finished transfer leaves the books at once
         await clients[0].aclose()
 
     asyncio.run(go())
@@ -489,3 +550,6 @@ def test_the_loop_carries_the_outbox_in_order_and_cancels_its_transfers_when_sto
     assert outbox_row(ctx, p).done_at is not None and outbox_row(ctx, m).done_at is not None
     assert cancelled == [hold] and outbox_row(ctx, hold).done_at is None
     assert reads["n"] >= 2
+    failed = [r for r in caplog.records if r.name == "chairside.relay.uploader" and r.exc_info
+              and "database is locked" in str(r.exc_info[1])]
+    assert [r.getMessage() for r in failed] == ["uploader: reading the outbox failed"]
