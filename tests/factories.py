@@ -10,11 +10,14 @@ way for the benchmarks, which run standalone and do not import tests/.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
+import httpx
 from sqlalchemy import update
 
 from chairside.auth.accounts import create_account
@@ -115,3 +118,12 @@ def outbox_row(ctx: Context, op_id: int) -> OutboxOp:
         assert row is not None
         s.expunge(row)
         return row
+
+
+def problem_response(status: int, detail: str, code: str | None = None) -> httpx.Response:
+    """The cloud's problem+json answer, as a relay's tests make the cloud give it (httpx.MockTransport)."""
+    body: dict[str, Any] = {"type": "about:blank", "title": detail, "status": status, "detail": detail}
+    if code:
+        body["code"] = code
+    return httpx.Response(status, content=json.dumps(body).encode(),
+                          headers={"Content-Type": "application/problem+json"})

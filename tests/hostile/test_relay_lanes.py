@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import json
 import types
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,7 +34,7 @@ from chairside.relay.runtime import runtime_of
 from chairside.relay.uploader import Uploader
 from chairside.relay.upstream import Upstream
 from chairside.settings import Settings
-from tests.factories import make_patient, make_tenant, outbox_row
+from tests.factories import make_patient, make_tenant, outbox_row, problem_response
 from tests.relay.follow_fixtures import Cloud, catch_up, cloud, relay_context  # noqa: F401
 
 CLOUD = "http://cloud.test"
@@ -52,14 +51,6 @@ def relay_ctx(tmp_path: Path) -> Iterator[Context]:
     ctx = build_context(settings, role="relay")
     yield ctx
     ctx.db.dispose()
-
-
-def _problem(status: int, detail: str, code: str | None = None) -> httpx.Response:
-    body: dict[str, Any] = {"type": "about:blank", "title": detail, "status": status, "detail": detail}
-    if code:
-        body["code"] = code
-    return httpx.Response(status, content=json.dumps(body).encode(),
-                          headers={"Content-Type": "application/problem+json"})
 
 
 def _media_op(ctx: Context, *, url: str | None = None) -> int:
@@ -114,13 +105,13 @@ def test_a_refusal_for_good_is_never_retried_and_ends_failed_with_the_clouds_rea
     def cloud_(request: httpx.Request) -> httpx.Response:
         calls.append(f"{request.method} {request.url.path}")
         if request.method == "GET" and request.url.path.startswith("/api/v1/media/"):
-            return _problem(404, "not found")
+            return problem_response(404, "not found")
         if request.method == "POST" and request.url.path == "/api/v1/uploads/":
             if where == "create":
-                return _problem(status, detail, code)
+                return problem_response(status, detail, code)
             return httpx.Response(201, headers={"Location": "/api/v1/uploads/u1", "Tus-Resumable": "1.0.0"})
         if request.method == "PATCH":
-            return _problem(status, detail, code)
+            return problem_response(status, detail, code)
         raise AssertionError(f"unexpected {request.method} {request.url}")
 
     op_id = _media_op(relay_ctx)
@@ -152,7 +143,7 @@ def test_a_refusal_for_good_is_never_retried_and_ends_failed_with_the_clouds_rea
 
 def test_a_write_refused_with_422_ends_failed_and_a_503_is_retried(relay_ctx: Context) -> None:
     """The other lane (relay/ops): 422 is for good, 503 is tried again later, with backoff."""
-    answers = {"now": _problem(422, "カルテ番号が空です / chart number is empty", "invalid")}
+    answers = {"now": problem_response(422, "カルテ番号が空です / chart number is empty", "invalid")}
     calls: list[str] = []
 
     def cloud_(request: httpx.Request) -> httpx.Response:
@@ -166,7 +157,7 @@ def test_a_write_refused_with_422_ends_failed_and_a_503_is_retried(relay_ctx: Co
         u = _uploader(relay_ctx, cloud_)
         try:
             await _run(u, refused, "patient.create")
-            answers["now"] = _problem(503, "メンテナンス中 / down for maintenance")
+            answers["now"] = problem_response(503, "メンテナンス中 / down for maintenance")
             await _run(u, retried, "patient.create")
         finally:
             await u.client.aclose()
@@ -202,7 +193,7 @@ def test_an_upload_busy_for_longer_than_the_give_up_time_starts_again_as_a_new_u
         if request.method == "HEAD":  # the stuck upload holds 40 kB, the new one what it received
             return httpx.Response(200, headers={"Upload-Offset": str(received.get(path, 40_000))})
         if request.method == "PATCH" and path == "/api/v1/uploads/stuck":
-            return _problem(423, "アップロード中です / the upload is busy", "upload-busy")
+            return problem_response(423, "アップロード中です / the upload is busy", "upload-busy")
         if request.method == "POST" and path == "/api/v1/uploads/":
             return httpx.Response(201, headers={"Location": "/api/v1/uploads/new"})
         if request.method == "PATCH" and path == "/api/v1/uploads/new":
@@ -213,7 +204,7 @@ def test_an_upload_busy_for_longer_than_the_give_up_time_starts_again_as_a_new_u
         if request.method == "GET" and path.startswith("/api/v1/media/"):
             if received["/api/v1/uploads/new"] == len(DATA):
                 return httpx.Response(200, json={"sha256": SHA})
-            return _problem(404, "not found")
+            return problem_response(404, "not found")
         raise AssertionError(f"unexpected {request.method} {request.url}")
 
     op_id = _media_op(relay_ctx, url=CLOUD + "/api/v1/uploads/stuck")

@@ -41,18 +41,10 @@ from chairside.relay.sender import PIECE, Cut
 from chairside.relay.uploader import Uploader
 from chairside.relay.upstream import Upstream
 from chairside.settings import Settings
-from tests.factories import outbox_row
+from tests.factories import outbox_row, problem_response
 
 CLOUD = "http://cloud.test"
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def _problem(status: int, detail: str, code: str | None = None) -> httpx.Response:
-    body: dict[str, Any] = {"type": "about:blank", "title": detail, "status": status, "detail": detail}
-    if code:
-        body["code"] = code
-    return httpx.Response(status, content=json.dumps(body).encode(),
-                          headers={"Content-Type": "application/problem+json"})
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +294,7 @@ def test_a_404_is_retried_with_the_reason_it_may_be_early(ctx: Context, jitter: 
                                                           caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="chairside.relay.uploader")
     op_id = _op(ctx, "patient.update")
-    u = _uploader(ctx, lambda request: _problem(404, "No such patient.", "not-found"))
+    u = _uploader(ctx, lambda request: problem_response(404, "No such patient.", "not-found"))
     before = utcnow()
     _try(u, op_id, "patient.update")
     after = utcnow()
@@ -326,7 +318,7 @@ def test_each_retry_doubles_the_wait(ctx: Context, jitter: list[tuple[float, flo
         row = s.get(OutboxOp, op_id)
         assert row is not None
         row.attempts = 3
-    u = _uploader(ctx, lambda request: _problem(503, "メンテナンス中", "maintenance"))
+    u = _uploader(ctx, lambda request: problem_response(503, "メンテナンス中", "maintenance"))
     u._transport_failed[op_id] = 1.0  # cut before; now the cloud answers
     before = utcnow()
     _try(u, op_id, "patient.update")
@@ -338,7 +330,7 @@ def test_each_retry_doubles_the_wait(ctx: Context, jitter: list[tuple[float, flo
 
 def test_a_refusal_ends_the_op_failed_with_the_clouds_message(ctx: Context) -> None:
     op_id = _op(ctx, "patient.update")
-    _try(_uploader(ctx, lambda request: _problem(422, "名前が空です", "invalid")), op_id, "patient.update")
+    _try(_uploader(ctx, lambda request: problem_response(422, "名前が空です", "invalid")), op_id, "patient.update")
     row = outbox_row(ctx, op_id)
     assert row.failed_at is not None and row.done_at is None and row.attempts == 1
     assert row.last_error == "the cloud answered 422: 名前が空です (invalid)"
